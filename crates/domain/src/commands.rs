@@ -1,0 +1,132 @@
+//! Commands: what a caller asks the registry to do. Values in a command are already validated
+//! (their types cannot hold bad input); what depends on the registry's state is decided in
+//! [`crate::decide`].
+
+use crate::entities::{CredentialSecrets, SettingsPatch};
+use crate::events::BindingRemoval;
+use crate::ids::*;
+use crate::values::*;
+
+/// A user named in a path: a User SID when it has that shape, else an identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserRef {
+    Sid(UserSid),
+    Identity(Identity),
+}
+
+impl UserRef {
+    pub fn parse(value: &str) -> Result<Self, IdentityError> {
+        match UserSid::parse(value) {
+            Ok(sid) => Ok(UserRef::Sid(sid)),
+            Err(_) => Identity::parse(value).map(UserRef::Identity),
+        }
+    }
+}
+
+impl std::fmt::Display for UserRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UserRef::Sid(sid) => f.write_str(sid.as_str()),
+            UserRef::Identity(identity) => f.write_str(identity.as_str()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    CreateAccount {
+        friendly_name: String,
+        auth_token_hash: SecretHash,
+    },
+    CreateApiKey {
+        account: AccountSid,
+        friendly_name: String,
+        secret_hash: SecretHash,
+    },
+    RevokeApiKey {
+        key: ApiKeySid,
+    },
+    CreateService {
+        account: AccountSid,
+        friendly_name: String,
+    },
+    UpdateService {
+        account: AccountSid,
+        service: ServiceSid,
+        friendly_name: Option<String>,
+        settings: SettingsPatch,
+    },
+    DeleteService {
+        account: AccountSid,
+        service: ServiceSid,
+    },
+    CreateCredential {
+        account: AccountSid,
+        credential_type: BindingType,
+        friendly_name: Option<String>,
+        sandbox: Option<bool>,
+        secrets: CredentialSecrets,
+    },
+    /// Fields given as `Some` replace the stored ones; the type never changes.
+    UpdateCredential {
+        account: AccountSid,
+        credential: CredentialSid,
+        friendly_name: Option<String>,
+        sandbox: Option<bool>,
+        secrets: CredentialSecrets,
+    },
+    DeleteCredential {
+        account: AccountSid,
+        credential: CredentialSid,
+    },
+    CreateUser {
+        account: AccountSid,
+        service: ServiceSid,
+        identity: Identity,
+        friendly_name: Option<String>,
+        attributes: Option<Attributes>,
+        role_sid: Option<String>,
+    },
+    /// Fields given as `Some` replace the stored ones.
+    UpdateUser {
+        account: AccountSid,
+        service: ServiceSid,
+        user: UserRef,
+        friendly_name: Option<String>,
+        attributes: Option<Attributes>,
+        role_sid: Option<String>,
+    },
+    DeleteUser {
+        account: AccountSid,
+        service: ServiceSid,
+        user: UserRef,
+    },
+    RegisterBinding(RegisterBinding),
+    /// `user`, when given, must own the binding (the user-binding routes); the service-binding
+    /// routes name none.
+    DeleteBinding {
+        account: AccountSid,
+        service: ServiceSid,
+        user: Option<UserRef>,
+        binding: BindingSid,
+        reason: BindingRemoval,
+    },
+}
+
+/// Registers a device for a user: an upsert on (user, endpoint, binding type).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegisterBinding {
+    pub account: AccountSid,
+    pub service: ServiceSid,
+    /// A user named by identity is created if the service has none yet.
+    pub user: UserRef,
+    pub binding_type: BindingType,
+    pub address: PushAddress,
+    /// Defaults to [`Endpoint::derived`].
+    pub endpoint: Option<Endpoint>,
+    pub credential: Option<CredentialSid>,
+    /// Defaults to every message type.
+    pub message_types: Option<MessageTypes>,
+    /// The most bindings one user may hold (configuration).
+    pub per_user_limit: u32,
+}

@@ -1,0 +1,290 @@
+//! Given/when/then tests of the decisions, against the in-memory model.
+
+use crate::memory::{CountingSids, MemoryState};
+use crate::*;
+
+struct World {
+    state: MemoryState,
+    ids: CountingSids,
+    account: AccountSid,
+    service: ServiceSid,
+}
+
+/// A world with one account and one service, after running `setup` commands.
+fn given(setup: &[fn(&World) -> Command]) -> World {
+    let mut state = MemoryState::default();
+    let mut ids = CountingSids::default();
+    let at = Timestamp::from_unix(1_000);
+    let account = AccountSid::parse(
+        &state
+            .execute(
+                &mut ids,
+                &Command::CreateAccount {
+                    friendly_name: "test".into(),
+                    auth_token_hash: SecretHash::of("token"),
+                },
+                at,
+            )
+            .unwrap()
+            .subject,
+    )
+    .unwrap();
+    let service = ServiceSid::parse(
+        &state
+            .execute(
+                &mut ids,
+                &Command::CreateService {
+                    account,
+                    friendly_name: "chat".into(),
+                },
+                at,
+            )
+            .unwrap()
+            .subject,
+    )
+    .unwrap();
+    let mut world = World {
+        state,
+        ids,
+        account,
+        service,
+    };
+    for step in setup {
+        let command = step(&world);
+        world
+            .state
+            .execute(&mut world.ids, &command, at)
+            .expect("setup command accepted");
+    }
+    world
+}
+
+impl World {
+    fn when(&mut self, command: Command) -> Result<Decision, DomainError> {
+        self.state
+            .execute(&mut self.ids, &command, Timestamp::from_unix(2_000))
+            .map_err(|refusal| match refusal {
+                Refusal::Domain(e) => e,
+                Refusal::State(never) => match never {},
+            })
+    }
+}
+
+fn types(decision: &Decision) -> Vec<&'static str> {
+    decision
+        .events
+        .iter()
+        .map(|e| e.event.type_name())
+        .collect()
+}
+
+fn register(w: &World, identity: &str, endpoint: &str, address: &str) -> Command {
+    Command::RegisterBinding(RegisterBinding {
+        account: w.account,
+        service: w.service,
+        user: UserRef::parse(identity).unwrap(),
+        binding_type: BindingType::Apn,
+        address: PushAddress::parse(address).unwrap(),
+        endpoint: Some(Endpoint::parse(endpoint).unwrap()),
+        credential: None,
+        message_types: None,
+        per_user_limit: 2,
+    })
+}
+
+#[test]
+fn first_registration_creates_the_user_and_the_binding() {
+    let mut w = given(&[]);
+    let decision = w.when(register(&w, "alice", "phone", "tok-1")).unwrap();
+    assert_eq!(types(&decision), ["UserCreated", "BindingRegistered"]);
+    assert!(decision.created);
+    let binding = w.state.bindings().next().unwrap();
+    assert_eq!(binding.identity.as_str(), "alice");
+    assert_eq!(binding.message_types, MessageTypes::all());
+}
+
+#[test]
+fn re_registration_updates_in_place_and_keeps_the_sid() {
+    let mut w = given(&[|w| register(w, "alice", "phone", "tok-1")]);
+    let sid = w.state.bindings().next().unwrap().sid;
+    let decision = w.when(register(&w, "alice", "phone", "tok-2")).unwrap();
+    assert_eq!(types(&decision), ["BindingUpdated"]);
+    assert!(!decision.created);
+    assert_eq!(decision.subject, sid.to_string());
+    let binding = w.state.bindings().next().unwrap();
+    assert_eq!(
+        (binding.address.as_str(), binding.date_updated.unix()),
+        ("tok-2", 2_000)
+    );
+}
+
+#[test]
+fn an_address_moves_to_its_newest_registration() {
+    let mut w = given(&[|w| register(w, "alice", "phone", "tok-1")]);
+    let old = w.state.bindings().next().unwrap().sid;
+    let decision = w.when(register(&w, "bob", "phone", "tok-1")).unwrap();
+    assert_eq!(
+        types(&decision),
+        ["UserCreated", "BindingSuperseded", "BindingRegistered"]
+    );
+    assert_eq!(decision.events[1].stream, old.to_string());
+    let left: Vec<_> = w
+        .state
+        .bindings()
+        .map(|b| b.identity.as_str().to_owned())
+        .collect();
+    assert_eq!(left, ["bob"]);
+}
+
+#[test]
+fn the_binding_limit_counts_a_device_being_superseded_as_freed() {
+    let mut w = given(&[
+        |w| register(w, "alice", "phone", "tok-1"),
+        |w| register(w, "alice", "tablet", "tok-2"),
+    ]);
+    assert_eq!(
+        w.when(register(&w, "alice", "laptop", "tok-3")),
+        Err(DomainError::BindingLimit { limit: 2 })
+    );
+    // Moving tok-2 to a new endpoint of the same user frees the old one first.
+    let decision = w.when(register(&w, "alice", "laptop", "tok-2")).unwrap();
+    assert_eq!(types(&decision), ["BindingSuperseded", "BindingRegistered"]);
+}
+
+#[test]
+fn deleting_a_user_removes_their_bindings_with_a_reason() {
+    let mut w = given(&[
+        |w| register(w, "alice", "phone", "tok-1"),
+        |w| register(w, "alice", "tablet", "tok-2"),
+        |w| register(w, "bob", "phone", "tok-3"),
+    ]);
+    let decision = w
+        .when(Command::DeleteUser {
+            account: w.account,
+            service: w.service,
+            user: UserRef::parse("alice").unwrap(),
+        })
+        .unwrap();
+    assert_eq!(
+        types(&decision),
+        ["BindingDeleted", "BindingDeleted", "UserDeleted"]
+    );
+    assert!(decision.events.iter().take(2).all(|e| e.event
+        == Event::BindingDeleted {
+            reason: BindingRemoval::UserDeleted
+        }));
+    assert!(w.state.bindings().all(|b| b.identity.as_str() == "bob"));
+    assert!(w.state.users().all(|u| u.identity.as_str() == "bob"));
+}
+
+#[test]
+fn deleting_a_service_removes_everything_in_it() {
+    let mut w = given(&[|w| register(w, "alice", "phone", "tok-1")]);
+    let decision = w
+        .when(Command::DeleteService {
+            account: w.account,
+            service: w.service,
+        })
+        .unwrap();
+    assert_eq!(
+        types(&decision),
+        ["BindingDeleted", "UserDeleted", "ServiceDeleted"]
+    );
+    assert_eq!(w.state.bindings().count() + w.state.users().count(), 0);
+}
+
+#[test]
+fn another_accounts_service_is_not_found() {
+    let mut w = given(&[]);
+    let other = AccountSid::from_bytes([9; 16]);
+    let mut command = register(&w, "alice", "phone", "tok-1");
+    if let Command::RegisterBinding(r) = &mut command {
+        r.account = other;
+    }
+    assert_eq!(
+        w.when(command),
+        Err(DomainError::ServiceNotFound(w.service))
+    );
+}
+
+#[test]
+fn an_identity_is_taken_once_per_service() {
+    let create = |w: &World| Command::CreateUser {
+        account: w.account,
+        service: w.service,
+        identity: Identity::parse("alice").unwrap(),
+        friendly_name: None,
+        attributes: None,
+        role_sid: None,
+    };
+    let mut w = given(&[create]);
+    assert_eq!(
+        w.when(create(&w)),
+        Err(DomainError::IdentityTaken("alice".into()))
+    );
+}
+
+#[test]
+fn a_binding_is_deleted_only_through_its_own_user() {
+    let mut w = given(&[
+        |w| register(w, "alice", "phone", "tok-1"),
+        |w| register(w, "bob", "phone", "tok-2"),
+    ]);
+    let alices = w
+        .state
+        .bindings()
+        .find(|b| b.identity.as_str() == "alice")
+        .unwrap()
+        .sid;
+    let delete = |user: &str| Command::DeleteBinding {
+        account: w.account,
+        service: w.service,
+        user: Some(UserRef::parse(user).unwrap()),
+        binding: alices,
+        reason: BindingRemoval::Api,
+    };
+    let (as_bob, as_alice) = (delete("bob"), delete("alice"));
+    assert_eq!(w.when(as_bob), Err(DomainError::BindingNotFound(alices)));
+    assert_eq!(types(&w.when(as_alice).unwrap()), ["BindingDeleted"]);
+}
+
+#[test]
+fn a_registration_naming_an_unknown_credential_is_refused() {
+    let mut w = given(&[]);
+    let mut command = register(&w, "alice", "phone", "tok-1");
+    let missing = CredentialSid::from_bytes([7; 16]);
+    if let Command::RegisterBinding(r) = &mut command {
+        r.credential = Some(missing);
+    }
+    assert_eq!(
+        w.when(command),
+        Err(DomainError::CredentialNotFound(missing))
+    );
+    assert_eq!(
+        w.state.users().count(),
+        0,
+        "a refused command changes nothing"
+    );
+}
+
+#[test]
+fn a_v1_registration_is_upcast_with_a_derived_endpoint_and_every_message_type() {
+    let v1 = r#"{"user_sid":"US00000000000000000000000000000003","identity":"alice",
+                 "binding_type":"fcm","address":"tok-1","credential_sid":null}"#;
+    let event = Event::decode("BindingRegistered", 1, v1).unwrap();
+    let Event::BindingRegistered {
+        endpoint,
+        message_types,
+        ..
+    } = event
+    else {
+        panic!("not a registration: {event:?}")
+    };
+    let expected = Endpoint::derived(
+        &Identity::parse("alice").unwrap(),
+        BindingType::Fcm,
+        &PushAddress::parse("tok-1").unwrap(),
+    );
+    assert_eq!(endpoint, expected);
+    assert_eq!(message_types, MessageTypes::all());
+}
