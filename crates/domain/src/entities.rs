@@ -242,6 +242,9 @@ pub enum EntityKind {
 }
 
 /// One projection row: the current state of one entity.
+// Rows are handled one at a time on the write path, so the size of the largest variant (a
+// service's settings) costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Row {
     Account(Account),
