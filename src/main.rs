@@ -1,1 +1,308 @@
-fn main() {}
+//! `bindery`: the push-binding registry daemon and its administration commands.
+
+mod config;
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use bindery_daemon::clock::{Clock, SystemClock};
+use bindery_daemon::store::{self, database_path};
+use bindery_daemon::{secrets, Daemon, DaemonOptions, Envelope, Store, StoreOptions};
+use bindery_domain::{AccountSid, ApiKeySid, Command, Row, SecretHash};
+use clap::{Parser, Subcommand};
+
+use config::{Flags, LogFormat, Settings};
+
+#[derive(Parser)]
+#[command(
+    name = "bindery",
+    version,
+    about = "A self-hosted push-binding registry"
+)]
+struct Cli {
+    /// Directory holding the database [default: ./data]
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve the HTTP API
+    Serve {
+        /// Address to listen on [default: 127.0.0.1:8080]
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
+        /// A TOML settings file (see config/bindery.toml)
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Manage accounts
+    #[command(subcommand)]
+    Accounts(AccountsCmd),
+    /// Manage API keys
+    #[command(subcommand)]
+    Keys(KeysCmd),
+    /// Drop every projection and replay it from the log
+    Rebuild,
+    /// Replay the log into a scratch database and compare every projection row
+    Verify,
+    /// Write every event as one JSON line on stdout, oldest first
+    Export,
+    /// Read exported events into an empty data dir
+    Import {
+        /// Read from this file instead of stdin
+        #[arg(long, value_name = "FILE")]
+        from: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccountsCmd {
+    /// Create an account; prints its SID and auth token (shown only this once)
+    Create {
+        #[arg(long, value_name = "NAME", default_value = "Bindery account")]
+        friendly_name: String,
+    },
+    /// List accounts, one JSON object a line
+    List,
+}
+
+#[derive(Subcommand)]
+enum KeysCmd {
+    /// Create an API key for an account; prints its SID and secret (shown only this once)
+    Create {
+        #[arg(long, value_name = "AC…")]
+        account: String,
+        #[arg(long, value_name = "NAME", default_value = "")]
+        friendly_name: String,
+    },
+    /// Revoke an API key; requests signed with it are refused from then on
+    Revoke {
+        #[arg(value_name = "SK…")]
+        sid: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("bindery: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let data_dir = || {
+        cli.data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("./data"))
+    };
+    if !matches!(cli.command, Cmd::Serve { .. }) {
+        init_logging(LogFormat::Pretty, "warn");
+    }
+    match cli.command {
+        Cmd::Serve { listen, config } => {
+            let flags = Flags {
+                listen,
+                data_dir: cli.data_dir.clone(),
+            };
+            let settings = Settings::load(config.as_deref(), &flags).map_err(anyhow::Error::msg)?;
+            init_logging(settings.log.format, "info");
+            serve(settings)?;
+        }
+        Cmd::Accounts(AccountsCmd::Create { friendly_name }) => {
+            let token = secrets::new_secret();
+            let command = Command::CreateAccount {
+                friendly_name,
+                auth_token_hash: SecretHash::of(&token),
+            };
+            let sid = commit(&data_dir(), command)?;
+            print_json(&serde_json::json!({"account_sid": sid, "auth_token": token}))?;
+        }
+        Cmd::Accounts(AccountsCmd::List) => {
+            let store = open(&data_dir())?;
+            let view = bindery_daemon::queries::ReadView::new(store.connection());
+            for account in view.accounts()? {
+                print_json(&serde_json::json!({
+                    "account_sid": account.sid,
+                    "friendly_name": account.friendly_name,
+                    "date_created": account.date_created.to_string(),
+                }))?;
+            }
+        }
+        Cmd::Keys(KeysCmd::Create {
+            account,
+            friendly_name,
+        }) => {
+            let account = AccountSid::parse(&account)?;
+            let secret = secrets::new_secret();
+            let command = Command::CreateApiKey {
+                account,
+                friendly_name,
+                secret_hash: SecretHash::of(&secret),
+            };
+            let sid = commit(&data_dir(), command)?;
+            print_json(&serde_json::json!({"sid": sid, "secret": secret}))?;
+        }
+        Cmd::Keys(KeysCmd::Revoke { sid }) => {
+            let key = ApiKeySid::parse(&sid)?;
+            commit(&data_dir(), Command::RevokeApiKey { key })?;
+            eprintln!("revoked {key}");
+        }
+        Cmd::Rebuild => {
+            let replayed = open(&data_dir())?.rebuild()?;
+            eprintln!("rebuilt the projections from {replayed} events");
+        }
+        Cmd::Verify => {
+            let path = existing_database(&data_dir())?;
+            let differences = store::verify(&path)?;
+            if differences.is_empty() {
+                eprintln!("verified: every projection row equals a replay of the log");
+                return Ok(ExitCode::SUCCESS);
+            }
+            let mut out = std::io::stdout().lock();
+            for difference in &differences {
+                writeln!(out, "{difference}")?;
+            }
+            eprintln!("verify failed: {} difference(s)", differences.len());
+            return Ok(ExitCode::FAILURE);
+        }
+        Cmd::Export => {
+            let store = Store::open(&existing_database(&data_dir())?, &StoreOptions::default())?;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let count = store.export(&mut out)?;
+            eprintln!("exported {count} events");
+        }
+        Cmd::Import { from } => {
+            let mut store = open(&data_dir())?;
+            let report = match from {
+                Some(file) => {
+                    let file = std::fs::File::open(&file)
+                        .with_context(|| format!("cannot open {}", file.display()))?;
+                    store.import(&mut std::io::BufReader::new(file))?
+                }
+                None => store.import(&mut std::io::stdin().lock())?,
+            };
+            eprintln!(
+                "imported {} events (up to position {})",
+                report.events, report.last_position
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn open(data_dir: &Path) -> anyhow::Result<Store> {
+    let path = database_path(data_dir);
+    Store::open(&path, &StoreOptions::default())
+        .with_context(|| format!("cannot open {}", path.display()))
+}
+
+fn existing_database(data_dir: &Path) -> anyhow::Result<PathBuf> {
+    let path = database_path(data_dir);
+    if !path.exists() {
+        bail!("no database at {}", path.display());
+    }
+    Ok(path)
+}
+
+/// Commits one command on its own connection (safe beside a running server: SQLite locks the
+/// file) and returns the SID of what it created or changed.
+fn commit(data_dir: &Path, command: Command) -> anyhow::Result<String> {
+    let committed = open(data_dir)?.execute_one(Envelope::from(command), SystemClock.now())?;
+    let subject = committed
+        .events
+        .last()
+        .map(|e| e.stream.clone())
+        .unwrap_or_default();
+    Ok(committed
+        .row
+        .as_ref()
+        .map(|r: &Row| r.sid().to_owned())
+        .unwrap_or(subject))
+}
+
+fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+fn init_logging(format: LogFormat, default_level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_env("BINDERY_LOG").unwrap_or_else(|_| EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Pretty => builder.with_ansi(false).try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+fn serve(settings: Settings) -> anyhow::Result<()> {
+    actix_rt::System::new().block_on(async move {
+        let mut options = DaemonOptions::new(settings.data_dir.clone());
+        options.store = StoreOptions {
+            synchronous: settings.storage.synchronous,
+            busy_timeout: settings.storage.busy_timeout,
+        };
+        options.group_commit = settings.storage.group_commit;
+        let daemon = Daemon::start(options).with_context(|| {
+            format!(
+                "cannot open the database in {}",
+                settings.data_dir.display()
+            )
+        })?;
+        if !daemon.read(|view| view.has_accounts()).await? {
+            create_first_account(&daemon, settings.listen).await?;
+        }
+        let listener = TcpListener::bind(settings.listen)
+            .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        let address = listener.local_addr()?;
+        let http = bindery_http::HttpSettings {
+            public_url: settings.public_url.clone(),
+            ..Default::default()
+        };
+        let server = bindery_http::serve(daemon, http, listener)?;
+        tracing::info!(data_dir = %settings.data_dir.display(), "listening on http://{address}");
+        server.await?;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+/// A fresh data dir gets an account, so that `bindery serve` alone gives a usable server. Its
+/// auth token is printed once, here, and never again.
+async fn create_first_account(daemon: &Daemon, listen: SocketAddr) -> anyhow::Result<()> {
+    let token = secrets::new_secret();
+    let command = Command::CreateAccount {
+        friendly_name: "Bindery account".into(),
+        auth_token_hash: SecretHash::of(&token),
+    };
+    let committed = daemon.execute(Envelope::from(command)).await?;
+    let sid = committed
+        .row
+        .as_ref()
+        .map(|r| r.sid().to_owned())
+        .unwrap_or_default();
+    println!(
+        "No account existed, so Bindery created one. Its auth token is shown only this once:\n\
+         \n  account_sid: {sid}\n  auth_token:  {token}\n\n\
+         Use them as HTTP Basic credentials (Twilio's helper libraries take them as\n\
+         Client(account_sid, auth_token)), e.g.\n\n  \
+         curl -u {sid}:{token} http://{listen}/v2/Services\n"
+    );
+    std::io::stdout().flush()?;
+    Ok(())
+}

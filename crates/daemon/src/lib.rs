@@ -1,1 +1,14 @@
+//! Bindery's daemon: the SQLite event store with its projections, and the actors that own its
+//! connections (one writer, a pool of readers).
+//!
+//! **Architecture invariant**: this crate knows nothing of HTTP or of Twilio's wire format.
 
+pub mod actors;
+pub mod clock;
+pub mod queries;
+pub mod secrets;
+pub mod sids;
+pub mod store;
+
+pub use actors::{Daemon, DaemonOptions};
+pub use store::{Committed, Envelope, Store, StoreError, StoreOptions, Synchronous, WriteError};

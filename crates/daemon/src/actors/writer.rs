@@ -1,0 +1,105 @@
+//! The writer: the one actor that owns the write connection.
+//!
+//! Group commit falls out of how an actix context runs: it drains every message waiting in the
+//! mailbox before it handles notifications. Each `Execute` only queues its command and, if no
+//! flush is pending, notifies a `Flush`; so while one transaction commits (blocking this
+//! actor's own thread on fsync), arriving commands pile up in the mailbox, and the next `Flush`
+//! commits all of them at once. Each caller hears back only after its transaction commits.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use tokio::sync::oneshot;
+
+use crate::clock::Clock;
+use crate::store::{Committed, Envelope, Store, WriteError};
+
+/// The most commands one transaction takes; more wait for the next one.
+const MAX_BATCH: usize = 1024;
+
+type Reply = oneshot::Sender<Result<Committed, WriteError>>;
+
+pub struct Writer {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    group_commit: bool,
+    pending: Vec<(Envelope, Reply)>,
+    flush_scheduled: bool,
+}
+
+impl Writer {
+    pub fn new(store: Store, clock: Arc<dyn Clock>, group_commit: bool) -> Self {
+        Writer {
+            store,
+            clock,
+            group_commit,
+            pending: Vec::new(),
+            flush_scheduled: false,
+        }
+    }
+
+    fn flush(&mut self) {
+        while !self.pending.is_empty() {
+            let take = self.pending.len().min(MAX_BATCH);
+            let (envelopes, replies): (Vec<Envelope>, Vec<Reply>) =
+                self.pending.drain(..take).unzip();
+            let results = self.store.execute(&envelopes, self.clock.now());
+            for (reply, result) in replies.into_iter().zip(results) {
+                // A caller that went away (client disconnected) needs no answer; its write
+                // stands, as it would had the answer been lost on the wire.
+                let _ = reply.send(result);
+            }
+        }
+    }
+}
+
+impl Actor for Writer {
+    type Context = Context<Self>;
+
+    fn stopping(&mut self, _: &mut Self::Context) -> Running {
+        self.flush();
+        Running::Stop
+    }
+}
+
+/// Decide and commit one command; answers after the commit.
+pub struct Execute(pub Envelope);
+
+impl Message for Execute {
+    type Result = Result<Committed, WriteError>;
+}
+
+impl Handler<Execute> for Writer {
+    type Result = ResponseFuture<Result<Committed, WriteError>>;
+
+    fn handle(&mut self, Execute(envelope): Execute, ctx: &mut Self::Context) -> Self::Result {
+        let (reply, answer) = oneshot::channel();
+        self.pending.push((envelope, reply));
+        if !self.group_commit {
+            self.flush();
+        } else if !self.flush_scheduled {
+            self.flush_scheduled = true;
+            ctx.notify(Flush);
+        }
+        Box::pin(async move {
+            answer
+                .await
+                .unwrap_or_else(|_| Err(WriteError::Unavailable("the writer stopped".into())))
+        })
+    }
+}
+
+struct Flush;
+
+impl Message for Flush {
+    type Result = ();
+}
+
+impl Handler<Flush> for Writer {
+    type Result = ();
+
+    fn handle(&mut self, _: Flush, _: &mut Self::Context) {
+        self.flush_scheduled = false;
+        self.flush();
+    }
+}

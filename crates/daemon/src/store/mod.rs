@@ -1,0 +1,311 @@
+//! The SQLite event store: one file in WAL mode holding the log and its projections.
+//!
+//! **Architecture invariant**: only this module writes SQL. Every accepted command appends its
+//! events and the projection rows they imply, with the checkpoint, in one transaction; a caller
+//! hears of success only after that transaction commits.
+
+mod log;
+mod replay;
+pub mod rows;
+mod schema;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bindery_domain::*;
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+
+pub use self::log::StoredEvent;
+pub use replay::{Difference, ImportReport};
+pub use schema::PROJECTION_TABLES;
+
+use crate::sids::MonotonicSids;
+
+/// The database file inside a data directory.
+pub fn database_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("bindery.db")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("the log is inconsistent at position {position}: {what}")]
+    Corrupt { position: i64, what: String },
+    #[error(transparent)]
+    Projection(#[from] ProjectionError),
+    #[error(
+        "the database was written by a newer Bindery ({found} migrations; this one knows {known})"
+    )]
+    TooNew { found: usize, known: usize },
+    #[error("{0}")]
+    Refused(String),
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl StoreError {
+    /// Whether the failure is the storage's (full disk, lock held too long, read-only file),
+    /// worth retrying later, rather than a fault in Bindery or its data.
+    pub fn is_unavailable(&self) -> bool {
+        use rusqlite::ErrorCode::*;
+        match self {
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.code,
+                DatabaseBusy | DatabaseLocked | DiskFull | ReadOnly | SystemIoFailure | CannotOpen
+            ),
+            StoreError::Io(_) => true,
+            _ => false,
+        }
+    }
+}
+
+/// Why a command did not commit.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WriteError {
+    #[error(transparent)]
+    Refused(#[from] DomainError),
+    /// The storage cannot take writes now (disk full, locked, read-only); try again later.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// A fault in Bindery or its data; retrying will not help.
+    #[error("storage failed: {0}")]
+    Failed(String),
+}
+
+impl From<StoreError> for WriteError {
+    fn from(error: StoreError) -> Self {
+        if error.is_unavailable() {
+            WriteError::Unavailable(error.to_string())
+        } else {
+            WriteError::Failed(error.to_string())
+        }
+    }
+}
+
+/// A command and what the log records about who asked.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    pub command: Command,
+    pub request_id: Option<String>,
+}
+
+impl From<Command> for Envelope {
+    fn from(command: Command) -> Self {
+        Envelope {
+            command,
+            request_id: None,
+        }
+    }
+}
+
+/// A committed command.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    pub created: bool,
+    /// The subject's row after the command (`None` when it was removed).
+    pub row: Option<Row>,
+    pub events: Vec<RecordedEvent>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    /// fsync at every commit: an acknowledged write survives a power cut.
+    Full,
+    /// fsync at checkpoints: survives a crash of Bindery, not of the machine.
+    Normal,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub synchronous: Synchronous,
+    pub busy_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            synchronous: Synchronous::Full,
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The one writing connection to a database.
+pub struct Store {
+    conn: Connection,
+    sids: MonotonicSids,
+}
+
+fn configure(conn: &Connection, options: &StoreOptions) -> Result<(), StoreError> {
+    conn.busy_timeout(options.busy_timeout)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    let synchronous = match options.synchronous {
+        Synchronous::Full => "FULL",
+        Synchronous::Normal => "NORMAL",
+    };
+    conn.pragma_update(None, "synchronous", synchronous)?;
+    Ok(())
+}
+
+/// Opens a read-only connection for queries. Readers never block the writer (WAL).
+pub fn open_reader(path: &Path, busy_timeout: Duration) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(busy_timeout)?;
+    Ok(conn)
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    pub fn open(path: &Path, options: &StoreOptions) -> Result<Store, StoreError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut conn = Connection::open(path)?;
+        configure(&conn, options)?;
+        schema::migrate(&mut conn)?;
+        let sids = MonotonicSids::after(replay::newest_sid(&conn)?);
+        Ok(Store { conn, sids })
+    }
+
+    /// Decides and commits a batch of commands in one transaction: one fsync for all of them.
+    /// Each command runs in its own savepoint, so a refused or failing command rolls back alone.
+    /// If the commit itself fails, every command fails.
+    pub fn execute(
+        &mut self,
+        batch: &[Envelope],
+        now: Timestamp,
+    ) -> Vec<Result<Committed, WriteError>> {
+        let fail_all = |e: StoreError| {
+            let error = WriteError::from(e);
+            batch.iter().map(|_| Err(error.clone())).collect()
+        };
+        let mut tx = match self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+        {
+            Ok(tx) => tx,
+            Err(e) => return fail_all(e.into()),
+        };
+        let mut results = Vec::with_capacity(batch.len());
+        let mut last_position = None;
+        for envelope in batch {
+            let result = (|| -> Result<Committed, WriteError> {
+                let savepoint = tx.savepoint().map_err(StoreError::from)?;
+                let state = rows::SqlState(&savepoint);
+                let decision = match decide(&state, &mut self.sids, &envelope.command) {
+                    Ok(decision) => decision,
+                    Err(Refusal::Domain(e)) => return Err(e.into()),
+                    Err(Refusal::State(e)) => return Err(StoreError::from(e).into()),
+                };
+                let mut committed = Committed {
+                    created: decision.created,
+                    row: None,
+                    events: Vec::new(),
+                };
+                for pending in &decision.events {
+                    let recorded =
+                        log::append(&savepoint, pending, now, envelope.request_id.as_deref())?;
+                    let row = apply(&savepoint, &recorded)?;
+                    if recorded.stream == decision.subject {
+                        committed.row = row;
+                    }
+                    committed.events.push(recorded);
+                }
+                savepoint.commit().map_err(StoreError::from)?;
+                Ok(committed)
+            })();
+            if let Ok(committed) = &result {
+                last_position = committed
+                    .events
+                    .last()
+                    .map(|e| e.position)
+                    .or(last_position);
+            }
+            results.push(result);
+        }
+        let finish = |tx: rusqlite::Transaction| -> Result<(), StoreError> {
+            if let Some(position) = last_position {
+                log::set_checkpoint(&tx, position)?;
+            }
+            tx.commit()?;
+            Ok(())
+        };
+        match finish(tx) {
+            Ok(()) => results,
+            Err(e) => fail_all(e),
+        }
+    }
+
+    /// Runs one command in a transaction of its own.
+    pub fn execute_one(
+        &mut self,
+        envelope: Envelope,
+        now: Timestamp,
+    ) -> Result<Committed, WriteError> {
+        self.execute(std::slice::from_ref(&envelope), now)
+            .pop()
+            .expect("one result per command")
+    }
+
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    pub fn log_position(&self) -> Result<i64, StoreError> {
+        Ok(log::last_position(&self.conn)?)
+    }
+
+    pub fn projection_position(&self) -> Result<i64, StoreError> {
+        Ok(log::checkpoint(&self.conn)?)
+    }
+
+    /// Drops every projection row and replays the whole log into them, in one transaction.
+    /// Returns the number of events replayed.
+    pub fn rebuild(&mut self) -> Result<u64, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let replayed = replay::rebuild_in(&tx)?;
+        tx.commit()?;
+        Ok(replayed)
+    }
+
+    /// Writes every event as one JSON line, oldest first.
+    pub fn export(&self, out: &mut dyn std::io::Write) -> Result<u64, StoreError> {
+        replay::export(&self.conn, out)
+    }
+
+    /// Reads an export into this store, which must hold no events, and builds the projections.
+    pub fn import(&mut self, input: &mut dyn std::io::BufRead) -> Result<ImportReport, StoreError> {
+        let report = replay::import(&mut self.conn, input)?;
+        self.sids = MonotonicSids::after(replay::newest_sid(&self.conn)?);
+        Ok(report)
+    }
+}
+
+/// Verifies the database at `path`: replays its log into a scratch database and compares every
+/// projection row with the live one.
+pub fn verify(path: &Path) -> Result<Vec<Difference>, StoreError> {
+    replay::verify(path)
+}
+
+/// Applies one recorded event to the projection tables, returning the stream's new row.
+fn apply(conn: &Connection, recorded: &RecordedEvent) -> Result<Option<Row>, StoreError> {
+    let kind = recorded.event.entity();
+    let current = if recorded.event.is_creation() {
+        None
+    } else {
+        rows::load(conn, kind, &recorded.stream)?
+    };
+    let row = project(current, recorded)?;
+    match &row {
+        Some(row) => rows::store(conn, row)?,
+        None => rows::remove(conn, kind, &recorded.stream)?,
+    }
+    Ok(row)
+}

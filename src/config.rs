@@ -1,0 +1,116 @@
+//! Settings for `bindery serve`, layered: defaults < `--config FILE` < `BINDERY_*` environment
+//! variables (`__` between nested keys) < command-line flags. figment does the layering (the
+//! same crate lldap uses), so an unknown key or a bad value stops start-up naming the key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bindery_daemon::Synchronous;
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Address the HTTP API listens on.
+    pub listen: SocketAddr,
+    /// Directory holding `bindery.db`.
+    pub data_dir: PathBuf,
+    /// Origin used in `url` and `links` (e.g. `https://push.example.com`); unset: the request's.
+    pub public_url: Option<String>,
+    pub storage: Storage,
+    pub log: Log,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Storage {
+    /// `full`: fsync at every commit; `normal`: fsync at WAL checkpoints.
+    pub synchronous: Synchronous,
+    /// How long a write waits for a lock held by another process.
+    #[serde(with = "humantime_serde")]
+    pub busy_timeout: Duration,
+    /// Commit concurrent writes together, one fsync for many.
+    pub group_commit: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Log {
+    pub format: LogFormat,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./data"),
+            public_url: None,
+            storage: Storage {
+                synchronous: Synchronous::Full,
+                busy_timeout: Duration::from_secs(5),
+                group_commit: true,
+            },
+            log: Log {
+                format: LogFormat::Pretty,
+            },
+        }
+    }
+}
+
+/// Values given on the command line; each overrides every other layer.
+#[derive(Debug, Default, Serialize)]
+pub struct Flags {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Settings {
+    pub fn load(file: Option<&Path>, flags: &Flags) -> Result<Settings, String> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(format!("config file {} does not exist", file.display()));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        figment
+            .merge(Env::prefixed("BINDERY_").split("__"))
+            .merge(Serialized::defaults(flags))
+            .extract()
+            .map_err(|e| describe(&e))
+    }
+}
+
+/// One line per problem: which key, which value, what is allowed.
+fn describe(error: &figment::Error) -> String {
+    error
+        .clone()
+        .into_iter()
+        .map(|e| {
+            let key = if e.path.is_empty() {
+                "(top level)".to_owned()
+            } else {
+                e.path.join(".")
+            };
+            let source = e
+                .metadata
+                .as_ref()
+                .map(|m| format!(" (from {})", m.name))
+                .unwrap_or_default();
+            format!("invalid setting {key}{source}: {}", e.kind)
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
