@@ -60,3 +60,100 @@ impl<'c> ReadView<'c> {
             .query_row("SELECT EXISTS (SELECT 1 FROM accounts)", [], |r| r.get(0))?)
     }
 }
+
+/// Where a page starts: keyset paging on SIDs, which sort in creation order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cursor {
+    Start,
+    /// The page after this SID.
+    After(String),
+    /// The page before this SID.
+    Before(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageRequest {
+    pub cursor: Cursor,
+    pub size: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Whether more items follow the last one.
+    pub more: bool,
+}
+
+impl ReadView<'_> {
+    /// One page of `SELECT {columns} FROM {table} WHERE {filter}`, in SID order. `filter` uses
+    /// `?1`, `?2`…; the cursor and limit are bound after `params`.
+    fn page<T>(
+        &self,
+        columns: &str,
+        table: &str,
+        filter: &str,
+        params: &[&dyn rusqlite::ToSql],
+        request: &PageRequest,
+        read: fn(&rusqlite::Row) -> rusqlite::Result<T>,
+    ) -> Result<Page<T>, StoreError> {
+        let n = params.len();
+        let (condition, order, cursor) = match &request.cursor {
+            Cursor::Start => (String::new(), "ASC", None),
+            Cursor::After(sid) => (format!(" AND sid > ?{}", n + 1), "ASC", Some(sid)),
+            Cursor::Before(sid) => (format!(" AND sid < ?{}", n + 1), "DESC", Some(sid)),
+        };
+        let limit_index = n + 1 + usize::from(cursor.is_some());
+        let sql = format!(
+            "SELECT {columns} FROM {table} WHERE {filter}{condition} ORDER BY sid {order} LIMIT ?{limit_index}"
+        );
+        let limit = (request.size + 1) as i64;
+        let mut bound: Vec<&dyn rusqlite::ToSql> = params.to_vec();
+        if let Some(sid) = cursor {
+            bound.push(sid);
+        }
+        bound.push(&limit);
+        let mut statement = self.conn.prepare_cached(&sql)?;
+        let mut items = statement
+            .query_map(bound.as_slice(), read)?
+            .collect::<Result<Vec<T>, _>>()?;
+        let overflow = items.len() > request.size;
+        items.truncate(request.size);
+        Ok(match request.cursor {
+            // Walking backwards, the page read is the one before `sid`: something follows it.
+            Cursor::Before(_) => {
+                items.reverse();
+                Page { items, more: true }
+            }
+            _ => Page {
+                items,
+                more: overflow,
+            },
+        })
+    }
+
+    pub fn service(
+        &self,
+        account: &AccountSid,
+        sid: &ServiceSid,
+    ) -> Result<Option<Service>, StoreError> {
+        Ok(self
+            .state()
+            .service(sid)?
+            .filter(|s| s.account_sid == *account))
+    }
+
+    pub fn services(
+        &self,
+        account: &AccountSid,
+        request: &PageRequest,
+    ) -> Result<Page<Service>, StoreError> {
+        self.page(
+            rows::SERVICE_COLUMNS,
+            "services",
+            "account_sid = ?1",
+            &[&account.as_str()],
+            request,
+            rows::service,
+        )
+    }
+}

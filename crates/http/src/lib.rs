@@ -6,11 +6,17 @@
 
 pub mod auth;
 pub mod error;
+pub mod form;
+pub mod paging;
+pub mod services;
 
 use std::net::TcpListener;
 
-use actix_web::{dev::Server, web, App, HttpResponse, HttpServer};
+use actix_web::{dev::Server, web, App, HttpRequest, HttpResponse, HttpServer};
 use bindery_daemon::Daemon;
+use bindery_domain::{Sid, SidKind};
+
+use error::ApiError;
 
 #[derive(Debug, Clone)]
 pub struct HttpSettings {
@@ -34,6 +40,30 @@ impl Default for HttpSettings {
 /// Every route Bindery serves.
 pub fn routes(config: &mut web::ServiceConfig) {
     config.route("/healthz", web::get().to(healthz));
+    services::routes(config);
+}
+
+/// A SID from a path segment; one of the wrong shape names nothing, so it is not found.
+pub fn path_sid<K: SidKind>(segment: &str) -> Result<Sid<K>, ApiError> {
+    Sid::parse(segment)
+        .map_err(|_| ApiError::not_found(format!("The requested resource {segment} was not found")))
+}
+
+/// The request's id for the log: the caller's `X-Request-Id`, when it sent a usable one.
+pub fn request_id(request: &HttpRequest) -> Option<String> {
+    request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map(str::to_owned)
+}
+
+async fn not_found(request: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::not_found(format!(
+        "The requested resource {} was not found",
+        request.path()
+    )))
 }
 
 async fn healthz() -> HttpResponse {
@@ -52,7 +82,9 @@ pub fn serve(
         App::new()
             .app_data(daemon.clone())
             .app_data(app_settings.clone())
+            .app_data(web::PayloadConfig::new(settings.body_limit))
             .configure(routes)
+            .default_service(web::to(not_found))
     })
     .workers(settings.workers)
     .listen(listener)?

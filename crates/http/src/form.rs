@@ -1,0 +1,172 @@
+//! Twilio's request parameters: `application/x-www-form-urlencoded` pairs in which arrays are
+//! repeated keys and nested fields are dotted (`Notifications.NewMessage.Enabled`, also spelled
+//! the older way without dots). serde_html_form does the decoding; this gives typed access
+//! with Twilio's error for a malformed value.
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{web, FromRequest, HttpRequest};
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::error::ApiError;
+use crate::HttpSettings;
+
+#[derive(Debug, Clone, Default)]
+pub struct Params {
+    pairs: Vec<(String, String)>,
+}
+
+fn undotted(name: &str) -> String {
+    name.replace('.', "")
+}
+
+impl Params {
+    pub fn parse(text: &str) -> Result<Params, ApiError> {
+        let pairs = serde_html_form::from_str::<Vec<(String, String)>>(text)
+            .map_err(|e| ApiError::bad_parameter(format!("Malformed form body: {e}")))?;
+        Ok(Params { pairs })
+    }
+
+    /// The values given for `name` (dotted, or the same name without dots), in order.
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        let legacy = undotted(name);
+        self.pairs
+            .iter()
+            .filter(|(k, _)| k == name || (k.as_str() == legacy && name.contains('.')))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// The one value given for `name`; a scalar given twice is malformed.
+    pub fn one(&self, name: &str) -> Result<Option<&str>, ApiError> {
+        match self.all(name).as_slice() {
+            [] => Ok(None),
+            [value] => Ok(Some(value)),
+            _ => Err(ApiError::bad_parameter(format!(
+                "{name} must be given at most once"
+            ))),
+        }
+    }
+
+    /// A boolean, case-insensitively `true` or `false`.
+    pub fn bool(&self, name: &str) -> Result<Option<bool>, ApiError> {
+        self.one(name)?
+            .map(|v| match v.to_ascii_lowercase().as_str() {
+                "true" => Ok(true),
+                "false" => Ok(false),
+                _ => Err(ApiError::bad_parameter(format!(
+                    "{name} must be true or false, not {v:?}"
+                ))),
+            })
+            .transpose()
+    }
+
+    pub fn u32(&self, name: &str) -> Result<Option<u32>, ApiError> {
+        self.one(name)?
+            .map(|v| {
+                v.parse().map_err(|_| {
+                    ApiError::bad_parameter(format!(
+                        "{name} must be a non-negative integer, not {v:?}"
+                    ))
+                })
+            })
+            .transpose()
+    }
+
+    pub fn string(&self, name: &str) -> Result<Option<String>, ApiError> {
+        Ok(self.one(name)?.map(str::to_owned))
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        !self.all(name).is_empty()
+    }
+}
+
+/// The query string's parameters.
+pub fn query(request: &HttpRequest) -> Result<Params, ApiError> {
+    Params::parse(request.query_string())
+}
+
+/// A form body, bounded by `http.body_limit`. A body of another type is refused (415); an
+/// empty body with no type is an empty form.
+pub struct FormBody(pub Params);
+
+impl FromRequest for FormBody {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<FormBody, ApiError>>>>;
+
+    fn from_request(request: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let limit = request
+            .app_data::<web::Data<HttpSettings>>()
+            .map(|s| s.body_limit)
+            .unwrap_or(64 * 1024);
+        let content_type = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                v.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            });
+        let body = web::Bytes::from_request(request, payload);
+        Box::pin(async move {
+            let bytes = body.await.map_err(|e| {
+                let status = e.as_response_error().status_code();
+                ApiError::new(status, 20001, format!("Cannot read the request body: {e}"))
+            })?;
+            if bytes.len() > limit {
+                return Err(too_large(limit));
+            }
+            match content_type.as_deref() {
+                Some("application/x-www-form-urlencoded") => {}
+                None if bytes.is_empty() => {}
+                other => {
+                    return Err(ApiError::new(
+                        actix_web::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                        20001,
+                        format!(
+                            "Content-Type must be application/x-www-form-urlencoded, not {}",
+                            other.unwrap_or("(none)")
+                        ),
+                    ))
+                }
+            }
+            let text = std::str::from_utf8(&bytes)
+                .map_err(|_| ApiError::bad_parameter("The form body is not valid UTF-8"))?;
+            Params::parse(text).map(FormBody)
+        })
+    }
+}
+
+pub fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+        20001,
+        format!("The request body is larger than the limit of {limit} bytes"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_and_dotted_keys() {
+        let p = Params::parse(
+            "BindingType=apn&BindingType=fcm&NotificationsNewMessageEnabled=TRUE&A=b+c",
+        )
+        .unwrap();
+        assert_eq!(p.all("BindingType"), ["apn", "fcm"]);
+        assert_eq!(
+            p.bool("Notifications.NewMessage.Enabled").unwrap(),
+            Some(true)
+        );
+        assert_eq!(p.one("A").unwrap(), Some("b c"));
+        assert!(p.one("BindingType").is_err());
+        assert!(Params::parse("X=maybe").unwrap().bool("X").is_err());
+    }
+}

@@ -1,0 +1,121 @@
+//! Twilio's list envelope and keyset paging: `PageSize`, `Page`, and an opaque `PageToken`
+//! (`PA<last sid>` forward, `PB<first sid>` back), with absolute page URLs that keep filters.
+
+use actix_web::HttpRequest;
+use bindery_daemon::queries::{Cursor, Page, PageRequest};
+use serde_json::{json, Map, Value};
+
+use crate::error::ApiError;
+use crate::form::Params;
+
+pub const DEFAULT_PAGE_SIZE: usize = 50;
+
+/// The paging a list request asked for.
+pub struct Paging {
+    pub request: PageRequest,
+    pub page: u64,
+    token: Option<String>,
+}
+
+impl Paging {
+    /// Reads `PageSize` (clamped to `max`), `Page` and `PageToken`.
+    pub fn parse(params: &Params, max: usize) -> Result<Paging, ApiError> {
+        let size = match params.one("PageSize")? {
+            None => DEFAULT_PAGE_SIZE.min(max),
+            Some(v) => match v.parse::<usize>() {
+                Ok(n) if n >= 1 => n.min(max),
+                _ => {
+                    return Err(ApiError::bad_parameter(format!(
+                        "PageSize must be a positive integer, not {v:?}"
+                    )))
+                }
+            },
+        };
+        let page = match params.one("Page")? {
+            None => 0,
+            Some(v) => v.parse().map_err(|_| {
+                ApiError::bad_parameter(format!("Page must be a non-negative integer, not {v:?}"))
+            })?,
+        };
+        let token = params.string("PageToken")?;
+        let cursor = match token.as_deref() {
+            None => Cursor::Start,
+            Some(t) if t.len() > 2 && t.starts_with("PA") => Cursor::After(t[2..].to_owned()),
+            Some(t) if t.len() > 2 && t.starts_with("PB") => Cursor::Before(t[2..].to_owned()),
+            Some(t) => {
+                return Err(ApiError::bad_parameter(format!(
+                    "PageToken {t:?} is not a page token"
+                )))
+            }
+        };
+        Ok(Paging {
+            request: PageRequest { cursor, size },
+            page,
+            token,
+        })
+    }
+}
+
+/// The origin of Bindery's own URLs: `public_url`, else the request's scheme and Host.
+pub fn origin(request: &HttpRequest, public_url: Option<&str>) -> String {
+    match public_url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None => {
+            let info = request.connection_info();
+            format!("{}://{}", info.scheme(), info.host())
+        }
+    }
+}
+
+/// Builds the list body: `{"meta": {...}, key: [items]}`. `filters` are the query parameters
+/// that every page URL keeps.
+pub fn envelope<T>(
+    base_url: &str,
+    key: &str,
+    filters: &[(&str, String)],
+    paging: &Paging,
+    page: &Page<T>,
+    sid: impl Fn(&T) -> &str,
+    render: impl Fn(&T) -> Value,
+) -> Value {
+    let url = |page_number: u64, token: Option<String>| {
+        let mut query: Vec<(&str, String)> = filters.to_vec();
+        query.push(("PageSize", paging.request.size.to_string()));
+        query.push(("Page", page_number.to_string()));
+        if let Some(token) = token {
+            query.push(("PageToken", token));
+        }
+        let encoded = serde_html_form::to_string(&query).expect("pairs of strings encode");
+        format!("{base_url}?{encoded}")
+    };
+    let next = match page.items.last() {
+        Some(last) if page.more => {
+            Value::String(url(paging.page + 1, Some(format!("PA{}", sid(last)))))
+        }
+        _ => Value::Null,
+    };
+    let previous = match page.items.first() {
+        Some(first) if paging.page > 0 => {
+            Value::String(url(paging.page - 1, Some(format!("PB{}", sid(first)))))
+        }
+        _ => Value::Null,
+    };
+    let mut body = Map::new();
+    body.insert(
+        "meta".into(),
+        json!({
+            "page": paging.page,
+            "page_size": paging.request.size,
+            "first_page_url": url(0, None),
+            "previous_page_url": previous,
+            "url": url(paging.page, paging.token.clone()),
+            "next_page_url": next,
+            "key": key,
+        }),
+    );
+    body.insert(
+        key.into(),
+        Value::Array(page.items.iter().map(render).collect()),
+    );
+    Value::Object(body)
+}
