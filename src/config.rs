@@ -114,3 +114,68 @@ fn describe(error: &figment::Error) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    #[test]
+    fn each_layer_overrides_the_one_below() {
+        Jail::expect_with(|jail| {
+            assert_eq!(
+                Settings::load(None, &Flags::default()).unwrap(),
+                Settings::default()
+            );
+
+            jail.create_file(
+                "bindery.toml",
+                "listen = \"127.0.0.1:9000\"\n[storage]\nsynchronous = \"normal\"\nbusy_timeout = \"250ms\"\n",
+            )?;
+            let file = Some(Path::new("bindery.toml"));
+            let from_file = Settings::load(file, &Flags::default()).unwrap();
+            assert_eq!(from_file.listen.port(), 9000);
+            assert_eq!(from_file.storage.synchronous, Synchronous::Normal);
+            assert_eq!(from_file.storage.busy_timeout, Duration::from_millis(250));
+
+            jail.set_env("BINDERY_LISTEN", "127.0.0.1:9001");
+            jail.set_env("BINDERY_STORAGE__GROUP_COMMIT", "false");
+            let from_env = Settings::load(file, &Flags::default()).unwrap();
+            assert_eq!(from_env.listen.port(), 9001);
+            assert!(!from_env.storage.group_commit);
+            assert_eq!(
+                from_env.storage.synchronous,
+                Synchronous::Normal,
+                "the file still counts"
+            );
+
+            let flags = Flags {
+                listen: Some("127.0.0.1:9002".parse().unwrap()),
+                data_dir: None,
+            };
+            assert_eq!(Settings::load(file, &flags).unwrap().listen.port(), 9002);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_bad_value_or_unknown_key_names_the_key() {
+        Jail::expect_with(|jail| {
+            jail.set_env("BINDERY_STORAGE__SYNCHRONOUS", "sometimes");
+            let error = Settings::load(None, &Flags::default()).unwrap_err();
+            assert!(error.contains("storage.synchronous"), "{error}");
+            assert!(
+                error.contains("sometimes") && error.contains("full"),
+                "{error}"
+            );
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.create_file("bindery.toml", "[storage]\nsynchronus = \"full\"\n")?;
+            let error =
+                Settings::load(Some(Path::new("bindery.toml")), &Flags::default()).unwrap_err();
+            assert!(error.contains("synchronus"), "{error}");
+            Ok(())
+        });
+    }
+}
