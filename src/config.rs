@@ -21,7 +21,23 @@ pub struct Settings {
     /// Origin used in `url` and `links` (e.g. `https://push.example.com`); unset: the request's.
     pub public_url: Option<String>,
     pub storage: Storage,
+    pub http: Http,
+    pub bindings: Bindings,
     pub log: Log,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Http {
+    /// The largest request body accepted, in bytes; larger ones answer 413.
+    pub body_limit: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bindings {
+    /// The most bindings one user may hold; one more registration answers 409.
+    pub per_user_limit: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -60,6 +76,10 @@ impl Default for Settings {
                 busy_timeout: Duration::from_secs(5),
                 group_commit: true,
             },
+            http: Http {
+                body_limit: 64 * 1024,
+            },
+            bindings: Bindings { per_user_limit: 20 },
             log: Log {
                 format: LogFormat::Pretty,
             },

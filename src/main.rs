@@ -272,6 +272,8 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
         let address = listener.local_addr()?;
         let http = bindery_http::HttpSettings {
             public_url: settings.public_url.clone(),
+            body_limit: settings.http.body_limit,
+            per_user_limit: settings.bindings.per_user_limit,
             ..Default::default()
         };
         let server = bindery_http::serve(daemon, http, listener)?;

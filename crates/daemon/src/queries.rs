@@ -157,3 +157,140 @@ impl ReadView<'_> {
         )
     }
 }
+
+/// Which bindings a list shows: every filter given must match (values within one filter OR).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BindingFilter {
+    pub user: Option<UserSid>,
+    pub types: Vec<BindingType>,
+    pub identities: Vec<Identity>,
+}
+
+impl ReadView<'_> {
+    /// A user of a service of this account, by SID or identity.
+    pub fn user(
+        &self,
+        account: &AccountSid,
+        service: &ServiceSid,
+        user: &UserRef,
+    ) -> Result<Option<User>, StoreError> {
+        let state = self.state();
+        let found = match user {
+            UserRef::Sid(sid) => state.user(sid)?,
+            UserRef::Identity(identity) => state.user_by_identity(service, identity)?,
+        };
+        Ok(found.filter(|u| u.account_sid == *account && u.service_sid == *service))
+    }
+
+    pub fn users(
+        &self,
+        account: &AccountSid,
+        service: &ServiceSid,
+        request: &PageRequest,
+    ) -> Result<Page<User>, StoreError> {
+        self.page(
+            rows::USER_COLUMNS,
+            "users",
+            "account_sid = ?1 AND service_sid = ?2",
+            &[&account.as_str(), &service.as_str()],
+            request,
+            rows::user,
+        )
+    }
+
+    /// Whether the user has a binding to push to.
+    pub fn has_bindings(&self, user: &UserSid) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM bindings WHERE user_sid = ?1)")?
+            .query_row([user.as_str()], |r| r.get(0))?)
+    }
+
+    pub fn credential(
+        &self,
+        account: &AccountSid,
+        sid: &CredentialSid,
+    ) -> Result<Option<Credential>, StoreError> {
+        Ok(self
+            .state()
+            .credential(sid)?
+            .filter(|c| c.account_sid == *account))
+    }
+
+    pub fn credentials(
+        &self,
+        account: &AccountSid,
+        request: &PageRequest,
+    ) -> Result<Page<Credential>, StoreError> {
+        self.page(
+            rows::CREDENTIAL_COLUMNS,
+            "credentials",
+            "account_sid = ?1",
+            &[&account.as_str()],
+            request,
+            rows::credential,
+        )
+    }
+
+    /// A binding of a service of this account.
+    pub fn binding(
+        &self,
+        account: &AccountSid,
+        service: &ServiceSid,
+        sid: &BindingSid,
+    ) -> Result<Option<Binding>, StoreError> {
+        Ok(self
+            .state()
+            .binding(sid)?
+            .filter(|b| b.account_sid == *account && b.service_sid == *service))
+    }
+
+    pub fn bindings(
+        &self,
+        account: &AccountSid,
+        service: &ServiceSid,
+        filter: &BindingFilter,
+        request: &PageRequest,
+    ) -> Result<Page<Binding>, StoreError> {
+        let mut values: Vec<String> = vec![account.to_string(), service.to_string()];
+        let mut sql = String::from("account_sid = ?1 AND service_sid = ?2");
+        let mut any_of = |column: &str, given: Vec<String>, sql: &mut String| {
+            if given.is_empty() {
+                return;
+            }
+            let first = values.len() + 1;
+            let marks: Vec<String> = (first..first + given.len())
+                .map(|i| format!("?{i}"))
+                .collect();
+            sql.push_str(&format!(" AND {column} IN ({})", marks.join(", ")));
+            values.extend(given);
+        };
+        if let Some(user) = &filter.user {
+            any_of("user_sid", vec![user.to_string()], &mut sql);
+        }
+        any_of(
+            "binding_type",
+            filter.types.iter().map(|t| t.as_str().to_owned()).collect(),
+            &mut sql,
+        );
+        any_of(
+            "identity",
+            filter
+                .identities
+                .iter()
+                .map(|i| i.as_str().to_owned())
+                .collect(),
+            &mut sql,
+        );
+        let params: Vec<&dyn rusqlite::ToSql> =
+            values.iter().map(|v| v as &dyn rusqlite::ToSql).collect();
+        self.page(
+            rows::BINDING_COLUMNS,
+            "bindings",
+            &sql,
+            &params,
+            request,
+            rows::binding,
+        )
+    }
+}

@@ -131,3 +131,21 @@ impl From<StoreError> for ApiError {
         WriteError::from(error).into()
     }
 }
+
+impl From<bindery_domain::IdentityError> for ApiError {
+    fn from(error: bindery_domain::IdentityError) -> Self {
+        use bindery_domain::IdentityError::*;
+        let code = match error {
+            Missing => 50204,
+            LooksLikeUserSid(_) => 50206,
+            TooLong(_) => 50207,
+        };
+        Self::new(StatusCode::BAD_REQUEST, code, error.to_string())
+    }
+}
+
+impl From<bindery_domain::ValueError> for ApiError {
+    fn from(error: bindery_domain::ValueError) -> Self {
+        Self::bad_parameter(error.to_string())
+    }
+}

@@ -4,17 +4,20 @@
 //! snake_case JSON bodies, error codes, page tokens. It knows nothing of SQL; it reaches the
 //! store only through the daemon's actors.
 
+pub mod api;
 pub mod auth;
+pub mod bindings;
+pub mod credentials;
 pub mod error;
 pub mod form;
 pub mod paging;
 pub mod services;
+pub mod users;
 
 use std::net::TcpListener;
 
 use actix_web::{dev::Server, web, App, HttpRequest, HttpResponse, HttpServer};
 use bindery_daemon::Daemon;
-use bindery_domain::{Sid, SidKind};
 
 use error::ApiError;
 
@@ -24,6 +27,8 @@ pub struct HttpSettings {
     pub public_url: Option<String>,
     /// The largest request body accepted, in bytes.
     pub body_limit: usize,
+    /// The most bindings one user may hold.
+    pub per_user_limit: u32,
     pub workers: usize,
 }
 
@@ -32,6 +37,7 @@ impl Default for HttpSettings {
         HttpSettings {
             public_url: None,
             body_limit: 64 * 1024,
+            per_user_limit: 20,
             workers: 2,
         }
     }
@@ -41,12 +47,9 @@ impl Default for HttpSettings {
 pub fn routes(config: &mut web::ServiceConfig) {
     config.route("/healthz", web::get().to(healthz));
     services::routes(config);
-}
-
-/// A SID from a path segment; one of the wrong shape names nothing, so it is not found.
-pub fn path_sid<K: SidKind>(segment: &str) -> Result<Sid<K>, ApiError> {
-    Sid::parse(segment)
-        .map_err(|_| ApiError::not_found(format!("The requested resource {segment} was not found")))
+    credentials::routes(config);
+    users::routes(config);
+    bindings::routes(config);
 }
 
 /// The request's id for the log: the caller's `X-Request-Id`, when it sent a usable one.

@@ -1,15 +1,13 @@
 //! Services: `/v2/Services[/{Sid}]`.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use bindery_daemon::{Daemon, Envelope};
-use bindery_domain::{Command, Row, Service, ServiceSid, SettingsPatch};
+use bindery_domain::{Command, DomainError, Row, Service, ServiceSid, SettingsPatch};
 use serde_json::{json, Value};
 
-use crate::auth::Caller;
+use crate::api::{found, path_sid, row_of, Api};
 use crate::error::ApiError;
 use crate::form::{query, FormBody, Params};
-use crate::paging::{envelope, origin, Paging};
-use crate::{path_sid, request_id, HttpSettings};
+use crate::paging::{envelope, Paging};
 
 const MAX_PAGE_SIZE: usize = 100;
 
@@ -57,121 +55,79 @@ pub fn render(service: &Service, origin: &str) -> Value {
     })
 }
 
-fn service_of(row: Option<Row>) -> Result<Service, ApiError> {
+fn service_of(row: Row) -> Result<Service, ApiError> {
     match row {
-        Some(Row::Service(service)) => Ok(service),
+        Row::Service(service) => Ok(service),
         other => Err(ApiError::internal(format!(
-            "expected a service, got {other:?}"
+            "expected a service, got {:?}",
+            other.kind()
         ))),
     }
 }
 
-async fn list(
-    caller: Caller,
-    request: HttpRequest,
-    daemon: web::Data<Daemon>,
-    settings: web::Data<HttpSettings>,
-) -> Result<HttpResponse, ApiError> {
+async fn list(api: Api, request: HttpRequest) -> Result<HttpResponse, ApiError> {
     let paging = Paging::parse(&query(&request)?, MAX_PAGE_SIZE)?;
     let page_request = paging.request.clone();
-    let page = daemon
-        .read(move |view| view.services(&caller.0, &page_request))
+    let page = api
+        .read(move |view, account| view.services(account, &page_request))
         .await?;
-    let origin = origin(&request, settings.public_url.as_deref());
     let body = envelope(
-        &format!("{origin}/v2/Services"),
+        &api.url("/v2/Services"),
         "services",
         &[],
         &paging,
         &page,
         |s| s.sid.as_str(),
-        |s| render(s, &origin),
+        |s| render(s, &api.origin),
     );
     Ok(HttpResponse::Ok().json(body))
 }
 
-async fn create(
-    caller: Caller,
-    request: HttpRequest,
-    FormBody(form): FormBody,
-    daemon: web::Data<Daemon>,
-    settings: web::Data<HttpSettings>,
-) -> Result<HttpResponse, ApiError> {
+async fn create(api: Api, FormBody(form): FormBody) -> Result<HttpResponse, ApiError> {
     let friendly_name = form
         .string("FriendlyName")?
         .ok_or_else(|| ApiError::bad_parameter("FriendlyName is required"))?;
-    let command = Command::CreateService {
-        account: caller.0,
-        friendly_name,
-    };
-    let committed = daemon
-        .execute(Envelope {
-            command,
-            request_id: request_id(&request),
+    let committed = api
+        .execute(Command::CreateService {
+            account: api.account,
+            friendly_name,
         })
         .await?;
-    let origin = origin(&request, settings.public_url.as_deref());
-    Ok(HttpResponse::Created().json(render(&service_of(committed.row)?, &origin)))
+    Ok(HttpResponse::Created().json(render(&service_of(row_of(committed)?)?, &api.origin)))
 }
 
-async fn fetch(
-    caller: Caller,
-    request: HttpRequest,
-    path: web::Path<String>,
-    daemon: web::Data<Daemon>,
-    settings: web::Data<HttpSettings>,
-) -> Result<HttpResponse, ApiError> {
+async fn fetch(api: Api, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let sid: ServiceSid = path_sid(&path)?;
-    let service = daemon
-        .read(move |view| view.service(&caller.0, &sid))
+    let service = api
+        .read(move |view, account| view.service(account, &sid))
         .await?;
-    let service = service.ok_or(bindery_domain::DomainError::ServiceNotFound(sid))?;
-    let origin = origin(&request, settings.public_url.as_deref());
-    Ok(HttpResponse::Ok().json(render(&service, &origin)))
+    let service = found(service, DomainError::ServiceNotFound(sid))?;
+    Ok(HttpResponse::Ok().json(render(&service, &api.origin)))
 }
 
 async fn update(
-    caller: Caller,
-    request: HttpRequest,
+    api: Api,
     path: web::Path<String>,
     FormBody(form): FormBody,
-    daemon: web::Data<Daemon>,
-    settings: web::Data<HttpSettings>,
 ) -> Result<HttpResponse, ApiError> {
     let service: ServiceSid = path_sid(&path)?;
     let command = Command::UpdateService {
-        account: caller.0,
+        account: api.account,
         service,
         friendly_name: form.string("FriendlyName")?,
         settings: settings_patch(&form)?,
     };
-    let committed = daemon
-        .execute(Envelope {
-            command,
-            request_id: request_id(&request),
-        })
-        .await?;
-    let origin = origin(&request, settings.public_url.as_deref());
-    Ok(HttpResponse::Ok().json(render(&service_of(committed.row)?, &origin)))
+    let committed = api.execute(command).await?;
+    Ok(HttpResponse::Ok().json(render(&service_of(row_of(committed)?)?, &api.origin)))
 }
 
-async fn delete(
-    caller: Caller,
-    request: HttpRequest,
-    path: web::Path<String>,
-    daemon: web::Data<Daemon>,
-) -> Result<HttpResponse, ApiError> {
+async fn delete(api: Api, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let service: ServiceSid = path_sid(&path)?;
-    let command = Command::DeleteService {
-        account: caller.0,
+    api.execute(Command::DeleteService {
+        account: api.account,
         service,
-    };
-    daemon
-        .execute(Envelope {
-            command,
-            request_id: request_id(&request),
-        })
-        .await?;
+    })
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -1,0 +1,353 @@
+//! Bindings, under two paths: the service's (`/v2/Services/{ServiceSid}/Bindings[/{Sid}]`) and
+//! the user's (`…/Users/{UserSid}/Bindings[/{Sid}]`), the same binding under both. POST on the
+//! user's list registers a device [EXT]. The push address never appears in these bodies.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use bindery_daemon::queries::BindingFilter;
+use bindery_domain::*;
+use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
+use serde_json::{json, Value};
+
+use crate::api::{found, path_sid, row_of, Api};
+use crate::error::ApiError;
+use crate::form::{query, FormBody, Params};
+use crate::paging::{envelope, Paging};
+use crate::users::{find_user, user_path};
+
+const MAX_PAGE_SIZE: usize = 50;
+
+pub fn routes(config: &mut web::ServiceConfig) {
+    config
+        .route(
+            "/v2/Services/{ServiceSid}/Bindings",
+            web::get().to(list_service_bindings),
+        )
+        .route(
+            "/v2/Services/{ServiceSid}/Bindings/{Sid}",
+            web::get().to(fetch_service_binding),
+        )
+        .route(
+            "/v2/Services/{ServiceSid}/Bindings/{Sid}",
+            web::delete().to(delete_service_binding),
+        )
+        .route(
+            "/v2/Services/{ServiceSid}/Users/{UserSid}/Bindings",
+            web::get().to(list_user_bindings),
+        )
+        .route(
+            "/v2/Services/{ServiceSid}/Users/{UserSid}/Bindings",
+            web::post().to(register),
+        )
+        .route(
+            "/v2/Services/{ServiceSid}/Users/{UserSid}/Bindings/{Sid}",
+            web::get().to(fetch_user_binding),
+        )
+        .route(
+            "/v2/Services/{ServiceSid}/Users/{UserSid}/Bindings/{Sid}",
+            web::delete().to(delete_user_binding),
+        );
+}
+
+/// What may stand unescaped in a path segment (RFC 3986 pchar), so `alice@example.com` and
+/// `user+1` stay readable while spaces and slashes are escaped.
+const SEGMENT: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'/')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'[')
+    .add(b']')
+    .add(b'\\')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}');
+
+fn fields(binding: &Binding) -> serde_json::Map<String, Value> {
+    let value = json!({
+        "sid": binding.sid,
+        "account_sid": binding.account_sid,
+        "service_sid": binding.service_sid,
+        "date_created": binding.date_created.to_string(),
+        "date_updated": binding.date_updated.to_string(),
+        "endpoint": binding.endpoint,
+        "identity": binding.identity,
+        "credential_sid": binding.credential_sid,
+        "binding_type": binding.binding_type,
+        "message_types": binding.message_types,
+    });
+    match value {
+        Value::Object(map) => map,
+        _ => unreachable!("json! of an object is an object"),
+    }
+}
+
+/// A User Binding body: its URL names the user by SID.
+pub fn render_user_binding(binding: &Binding, origin: &str) -> Value {
+    let mut body = fields(binding);
+    body.insert("user_sid".into(), json!(binding.user_sid));
+    body.insert(
+        "url".into(),
+        json!(format!(
+            "{origin}/v2/Services/{}/Users/{}/Bindings/{}",
+            binding.service_sid, binding.user_sid, binding.sid
+        )),
+    );
+    Value::Object(body)
+}
+
+/// A Service Binding body: it links to its user by identity.
+pub fn render_service_binding(binding: &Binding, origin: &str) -> Value {
+    let service_url = format!("{origin}/v2/Services/{}", binding.service_sid);
+    let identity = utf8_percent_encode(binding.identity.as_str(), SEGMENT);
+    let mut body = fields(binding);
+    body.insert(
+        "url".into(),
+        json!(format!("{service_url}/Bindings/{}", binding.sid)),
+    );
+    body.insert(
+        "links".into(),
+        json!({"user": format!("{service_url}/Users/{identity}")}),
+    );
+    Value::Object(body)
+}
+
+fn binding_types(values: Vec<&str>) -> Result<Vec<BindingType>, ApiError> {
+    values
+        .into_iter()
+        .map(|v| BindingType::parse(v).ok_or_else(|| invalid_binding_type(v)))
+        .collect()
+}
+
+fn invalid_binding_type(value: &str) -> ApiError {
+    ApiError::new(
+        actix_web::http::StatusCode::BAD_REQUEST,
+        50209,
+        format!(
+            "BindingType {value:?} is not one of {}",
+            BindingType::ALLOWED
+        ),
+    )
+}
+
+/// The filters every page URL keeps, as given.
+fn kept<'a>(params: &'a Params, names: &[&'a str]) -> Vec<(&'a str, String)> {
+    names
+        .iter()
+        .flat_map(|name| {
+            params
+                .all(name)
+                .into_iter()
+                .map(move |v| (*name, v.to_owned()))
+        })
+        .collect()
+}
+
+async fn list_service_bindings(
+    api: Api,
+    request: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let service: ServiceSid = path_sid(&path)?;
+    let params = query(&request)?;
+    let paging = Paging::parse(&params, MAX_PAGE_SIZE)?;
+    let filter = BindingFilter {
+        user: None,
+        types: binding_types(params.all("BindingType"))?,
+        identities: params
+            .all("Identity")
+            .into_iter()
+            .map(Identity::parse)
+            .collect::<Result<_, _>>()?,
+    };
+    let page_request = paging.request.clone();
+    let (service_row, page) = api
+        .read(move |view, account| {
+            Ok((
+                view.service(account, &service)?,
+                view.bindings(account, &service, &filter, &page_request)?,
+            ))
+        })
+        .await?;
+    found(service_row, DomainError::ServiceNotFound(service))?;
+    let body = envelope(
+        &api.url(&format!("/v2/Services/{service}/Bindings")),
+        "bindings",
+        &kept(&params, &["BindingType", "Identity"]),
+        &paging,
+        &page,
+        |b| b.sid.as_str(),
+        |b| render_service_binding(b, &api.origin),
+    );
+    Ok(HttpResponse::Ok().json(body))
+}
+
+async fn fetch_service_binding(
+    api: Api,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let service: ServiceSid = path_sid(&path.0)?;
+    let sid: BindingSid = path_sid(&path.1)?;
+    let (service_row, binding) = api
+        .read(move |view, account| {
+            Ok((
+                view.service(account, &service)?,
+                view.binding(account, &service, &sid)?,
+            ))
+        })
+        .await?;
+    found(service_row, DomainError::ServiceNotFound(service))?;
+    let binding = found(binding, DomainError::BindingNotFound(sid))?;
+    Ok(HttpResponse::Ok().json(render_service_binding(&binding, &api.origin)))
+}
+
+async fn delete_service_binding(
+    api: Api,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let service: ServiceSid = path_sid(&path.0)?;
+    let binding: BindingSid = path_sid(&path.1)?;
+    let command = Command::DeleteBinding {
+        account: api.account,
+        service,
+        user: None,
+        binding,
+        reason: BindingRemoval::Api,
+    };
+    api.execute(command).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn list_user_bindings(
+    api: Api,
+    request: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (service, user) = user_path(&path.0, &path.1)?;
+    let params = query(&request)?;
+    let paging = Paging::parse(&params, MAX_PAGE_SIZE)?;
+    let types = binding_types(params.all("BindingType"))?;
+    let user = find_user(&api, service, user).await?;
+    let filter = BindingFilter {
+        user: Some(user.sid),
+        types,
+        identities: Vec::new(),
+    };
+    let page_request = paging.request.clone();
+    let page = api
+        .read(move |view, account| view.bindings(account, &service, &filter, &page_request))
+        .await?;
+    let body = envelope(
+        &api.url(&format!(
+            "/v2/Services/{service}/Users/{}/Bindings",
+            user.sid
+        )),
+        "bindings",
+        &kept(&params, &["BindingType"]),
+        &paging,
+        &page,
+        |b| b.sid.as_str(),
+        |b| render_user_binding(b, &api.origin),
+    );
+    Ok(HttpResponse::Ok().json(body))
+}
+
+async fn fetch_user_binding(
+    api: Api,
+    path: web::Path<(String, String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (service, user) = user_path(&path.0, &path.1)?;
+    let sid: BindingSid = path_sid(&path.2)?;
+    let user = find_user(&api, service, user).await?;
+    let binding = api
+        .read(move |view, account| view.binding(account, &service, &sid))
+        .await?;
+    let binding = binding.filter(|b| b.user_sid == user.sid);
+    let binding = found(binding, DomainError::BindingNotFound(sid))?;
+    Ok(HttpResponse::Ok().json(render_user_binding(&binding, &api.origin)))
+}
+
+async fn delete_user_binding(
+    api: Api,
+    path: web::Path<(String, String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (service, user) = user_path(&path.0, &path.1)?;
+    let binding: BindingSid = path_sid(&path.2)?;
+    let command = Command::DeleteBinding {
+        account: api.account,
+        service,
+        user: Some(user),
+        binding,
+        reason: BindingRemoval::Api,
+    };
+    api.execute(command).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Registers a device [EXT]: an upsert on (user, endpoint, binding type); 201 when it made a
+/// binding, 200 when it refreshed one.
+async fn register(
+    api: Api,
+    path: web::Path<(String, String)>,
+    FormBody(form): FormBody,
+) -> Result<HttpResponse, ApiError> {
+    let (service, user) = user_path(&path.0, &path.1)?;
+    let binding_type = match form.one("BindingType")? {
+        None => return Err(ApiError::bad_parameter("BindingType is required")),
+        Some(value) => BindingType::parse(value).ok_or_else(|| invalid_binding_type(value))?,
+    };
+    let address = match form.one("Address")? {
+        None => return Err(ApiError::bad_parameter("Address is required")),
+        Some(value) => PushAddress::parse(value)?,
+    };
+    let endpoint = form.one("Endpoint")?.map(Endpoint::parse).transpose()?;
+    let credential = form
+        .one("CredentialSid")?
+        .map(|v| CredentialSid::parse(v).map_err(|e| ApiError::bad_parameter(e.to_string())))
+        .transpose()?;
+    let message_types = form.all("MessageTypes");
+    let message_types = if message_types.is_empty() {
+        None
+    } else {
+        Some(
+            message_types
+                .into_iter()
+                .map(|v| {
+                    MessageType::parse(v).ok_or_else(|| {
+                        ApiError::bad_parameter(format!(
+                            "MessageTypes {v:?} is not one of {}",
+                            MessageType::ALLOWED
+                        ))
+                    })
+                })
+                .collect::<Result<MessageTypes, _>>()?,
+        )
+    };
+    let command = Command::RegisterBinding(RegisterBinding {
+        account: api.account,
+        service,
+        user,
+        binding_type,
+        address,
+        endpoint,
+        credential,
+        message_types,
+        per_user_limit: api.settings.per_user_limit,
+    });
+    let committed = api.execute(command).await?;
+    let created = committed.created;
+    let Row::Binding(binding) = row_of(committed)? else {
+        return Err(ApiError::internal("a registration left no binding"));
+    };
+    let body = render_user_binding(&binding, &api.origin);
+    Ok(if created {
+        HttpResponse::Created().json(body)
+    } else {
+        HttpResponse::Ok().json(body)
+    })
+}

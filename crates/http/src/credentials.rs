@@ -1,0 +1,151 @@
+//! Push credentials: `/v2/Credentials[/{Sid}]`, account-scoped. Their secrets are stored for
+//! senders and never returned.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use bindery_domain::*;
+use serde_json::{json, Value};
+
+use crate::api::{found, path_sid, row_of, Api};
+use crate::error::ApiError;
+use crate::form::{query, FormBody, Params};
+use crate::paging::{envelope, Paging};
+
+const MAX_PAGE_SIZE: usize = 1000;
+const FRIENDLY_NAME_MAX_CHARS: usize = 64;
+
+pub fn routes(config: &mut web::ServiceConfig) {
+    config
+        .route("/v2/Credentials", web::get().to(list))
+        .route("/v2/Credentials", web::post().to(create))
+        .route("/v2/Credentials/{Sid}", web::get().to(fetch))
+        .route("/v2/Credentials/{Sid}", web::post().to(update))
+        .route("/v2/Credentials/{Sid}", web::delete().to(delete));
+}
+
+pub fn render(credential: &Credential, origin: &str) -> Value {
+    json!({
+        "sid": credential.sid,
+        "account_sid": credential.account_sid,
+        "friendly_name": credential.friendly_name,
+        "type": credential.credential_type,
+        // Twilio sends this boolean as a string.
+        "sandbox": credential.sandbox.map(|s| if s { "True" } else { "False" }),
+        "date_created": credential.date_created.to_string(),
+        "date_updated": credential.date_updated.to_string(),
+        "url": format!("{origin}/v2/Credentials/{}", credential.sid),
+    })
+}
+
+fn credential_of(row: Row) -> Result<Credential, ApiError> {
+    match row {
+        Row::Credential(credential) => Ok(credential),
+        other => Err(ApiError::internal(format!(
+            "expected a credential, got {:?}",
+            other.kind()
+        ))),
+    }
+}
+
+struct CredentialFields {
+    friendly_name: Option<String>,
+    sandbox: Option<bool>,
+    secrets: CredentialSecrets,
+}
+
+fn credential_fields(form: &Params) -> Result<CredentialFields, ApiError> {
+    let friendly_name = form.string("FriendlyName")?;
+    if let Some(name) = &friendly_name {
+        if name.chars().count() > FRIENDLY_NAME_MAX_CHARS {
+            return Err(ApiError::bad_parameter(format!(
+                "FriendlyName is longer than {FRIENDLY_NAME_MAX_CHARS} characters"
+            )));
+        }
+    }
+    Ok(CredentialFields {
+        friendly_name,
+        sandbox: form.bool("Sandbox")?,
+        secrets: CredentialSecrets {
+            certificate: form.string("Certificate")?,
+            private_key: form.string("PrivateKey")?,
+            api_key: form.string("ApiKey")?,
+            secret: form.string("Secret")?,
+        },
+    })
+}
+
+async fn list(api: Api, request: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let paging = Paging::parse(&query(&request)?, MAX_PAGE_SIZE)?;
+    let page_request = paging.request.clone();
+    let page = api
+        .read(move |view, account| view.credentials(account, &page_request))
+        .await?;
+    let body = envelope(
+        &api.url("/v2/Credentials"),
+        "credentials",
+        &[],
+        &paging,
+        &page,
+        |c| c.sid.as_str(),
+        |c| render(c, &api.origin),
+    );
+    Ok(HttpResponse::Ok().json(body))
+}
+
+async fn create(api: Api, FormBody(form): FormBody) -> Result<HttpResponse, ApiError> {
+    let credential_type = match form.one("Type")? {
+        None => return Err(ApiError::bad_parameter("Type is required")),
+        Some(value) => BindingType::parse(value).ok_or_else(|| {
+            ApiError::bad_parameter(format!(
+                "Type {value:?} is not one of {}",
+                BindingType::ALLOWED
+            ))
+        })?,
+    };
+    let fields = credential_fields(&form)?;
+    let command = Command::CreateCredential {
+        account: api.account,
+        credential_type,
+        friendly_name: fields.friendly_name,
+        sandbox: fields.sandbox,
+        secrets: fields.secrets,
+    };
+    let credential = credential_of(row_of(api.execute(command).await?)?)?;
+    Ok(HttpResponse::Created().json(render(&credential, &api.origin)))
+}
+
+async fn fetch(api: Api, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let sid: CredentialSid = path_sid(&path)?;
+    let credential = api
+        .read(move |view, account| view.credential(account, &sid))
+        .await?;
+    let credential = found(credential, DomainError::CredentialNotFound(sid))?;
+    Ok(HttpResponse::Ok().json(render(&credential, &api.origin)))
+}
+
+async fn update(
+    api: Api,
+    path: web::Path<String>,
+    FormBody(form): FormBody,
+) -> Result<HttpResponse, ApiError> {
+    let credential: CredentialSid = path_sid(&path)?;
+    let fields = credential_fields(&form)?;
+    let command = Command::UpdateCredential {
+        account: api.account,
+        credential,
+        friendly_name: fields.friendly_name,
+        sandbox: fields.sandbox,
+        secrets: fields.secrets,
+    };
+    let credential = credential_of(row_of(api.execute(command).await?)?)?;
+    Ok(HttpResponse::Ok().json(render(&credential, &api.origin)))
+}
+
+async fn delete(api: Api, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let credential: CredentialSid = path_sid(&path)?;
+    api.execute(Command::DeleteCredential {
+        account: api.account,
+        credential,
+    })
+    .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
