@@ -277,11 +277,28 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
             ..Default::default()
         };
         let server = bindery_http::serve(daemon, http, listener)?;
+        stop_on_signals(server.handle())?;
         tracing::info!(data_dir = %settings.data_dir.display(), "listening on http://{address}");
         server.await?;
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// SIGTERM or SIGINT: stop accepting, let requests in flight finish, then return from
+/// `server.await`. The handlers are registered here, before the server says it listens.
+fn stop_on_signals(server: actix_web::dev::ServerHandle) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    actix_rt::spawn(async move {
+        tokio::select! {
+            _ = terminate.recv() => tracing::info!("SIGTERM: stopping"),
+            _ = interrupt.recv() => tracing::info!("SIGINT: stopping"),
+        }
+        server.stop(true).await;
+    });
+    Ok(())
 }
 
 /// A fresh data dir gets an account, so that `bindery serve` alone gives a usable server. Its

@@ -97,7 +97,8 @@ fn another_accounts_service_is_answered_as_missing() {
     let app = TestApp::spawn();
     let other = bindery_json(&app.data_dir(), &["accounts", "create"]);
     let other = credentials(&other["account_sid"], &other["auth_token"]);
-    let (_, mine) = app.post_form("/v2/Services", &app.account, &[("FriendlyName", "mine")]);
+    let (status, mine) = app.post_form("/v2/Services", &app.account, &[("FriendlyName", "mine")]);
+    assert_eq!(status, 201, "{mine}");
     let path = format!("/v2/Services/{}", mine["sid"].as_str().unwrap());
     let (status, body) = app.get(&path, Some(&other));
     assert_eq!((status, body["code"].as_u64()), (404, Some(50050)));

@@ -57,6 +57,8 @@ impl TestApp {
     }
 
     pub fn spawn_with(dir: TempDir, env: &[(&str, &str)]) -> TestApp {
+        // Looked at before the server starts, which creates the file.
+        let fresh = !dir.path().join("bindery.db").exists();
         let mut child = Command::new(BINARY)
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path())
@@ -65,7 +67,6 @@ impl TestApp {
             .stderr(Stdio::piped())
             .spawn()
             .expect("bindery serve starts");
-        let fresh = !dir.path().join("bindery.db").exists();
         let stdout = lines_of(child.stdout.take().expect("stdout"));
         let address = wait_for_line(child.stderr.take().expect("stderr"), "listening on http://");
         // On a fresh data dir the server prints its first account before it listens.

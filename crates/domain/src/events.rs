@@ -254,22 +254,28 @@ fn upcast(type_name: &str, from: u32, mut data: Value) -> Result<Value, DecodeEr
         type_name: type_name.to_owned(),
         version: from,
     };
+    let bad = |reason: &str| DecodeError::BadData {
+        type_name: type_name.to_owned(),
+        version: from,
+        reason: reason.to_owned(),
+    };
     match (type_name, from) {
         // v1 registrations had no device endpoint and no message-type filter: the endpoint
         // is the one a registration without `Endpoint` derives, and every type is delivered.
         ("BindingRegistered", 1) => {
-            let object = data.as_object_mut().ok_or_else(no_upcaster)?;
+            let object = data.as_object_mut().ok_or_else(|| bad("not an object"))?;
             let field = |name: &str| object.get(name).and_then(Value::as_str).map(str::to_owned);
             let (identity, binding_type, address) =
                 (field("identity"), field("binding_type"), field("address"));
             let derived = match (identity, binding_type, address) {
                 (Some(identity), Some(binding_type), Some(address)) => {
-                    let identity = Identity::parse(&identity).map_err(|_| no_upcaster())?;
-                    let binding_type = BindingType::parse(&binding_type).ok_or_else(no_upcaster)?;
-                    let address = PushAddress::parse(&address).map_err(|_| no_upcaster())?;
+                    let identity = Identity::parse(&identity).map_err(|e| bad(&e.to_string()))?;
+                    let binding_type =
+                        BindingType::parse(&binding_type).ok_or_else(|| bad("bad binding_type"))?;
+                    let address = PushAddress::parse(&address).map_err(|e| bad(&e.to_string()))?;
                     Endpoint::derived(&identity, binding_type, &address)
                 }
-                _ => return Err(no_upcaster()),
+                _ => return Err(bad("identity, binding_type and address are required")),
             };
             object.insert(
                 "endpoint".into(),

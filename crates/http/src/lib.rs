@@ -90,6 +90,9 @@ pub fn serve(
             .default_service(web::to(not_found))
     })
     .workers(settings.workers)
+    // The binary owns signal handling, so that it is in place before it says it listens.
+    .disable_signals()
+    .shutdown_timeout(10)
     .listen(listener)?
     .run();
     Ok(server)

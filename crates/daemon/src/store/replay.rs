@@ -245,7 +245,15 @@ pub fn import(conn: &mut Connection, input: &mut dyn BufRead) -> Result<ImportRe
                 event.stream, event.stream_version
             )));
         }
-        event.decode().map_err(|e| bad(e.to_string()))?;
+        let decoded = event.decode().map_err(|e| bad(e.to_string()))?;
+        // Projection skips reading the current row for a creation, so the log itself must
+        // say that a stream starts with its creation and never has another.
+        if decoded.event.is_creation() != (event.stream_version == 1) {
+            return Err(bad(format!(
+                "{} at version {} of stream {}: a stream starts with its one creation event",
+                event.type_name, event.stream_version, event.stream
+            )));
+        }
         log::insert_stored(&tx, &event)?;
         versions.insert(event.stream, expected);
         last_position = event.position;

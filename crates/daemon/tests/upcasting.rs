@@ -1,0 +1,234 @@
+//! An export written before registrations had an endpoint and message types (`BindingRegistered`
+//! v1) still imports, reads as the current shape, and exports unchanged: the log is never
+//! rewritten, only upcast as it is read. Events this Bindery cannot read are refused whole.
+
+use std::path::PathBuf;
+
+use bindery_daemon::store::{self, rows, ImportReport, PROJECTION_TABLES};
+use bindery_daemon::{Store, StoreError, StoreOptions};
+use bindery_domain::*;
+use tempfile::TempDir;
+
+/// AccountCreated, ServiceCreated, UserCreated, then a v1 BindingRegistered: no `endpoint`, no
+/// `message_types`.
+const FIXTURE: &str = include_str!("fixtures/v1-binding-registered.jsonl");
+const ACCOUNT: &str = "AC018876d43a003f9a1c0e5b7d2468ace1";
+const SERVICE: &str = "IS018876d44d887b2e9d4c1a0f3e5d6c8b";
+const USER: &str = "US018876d524600c4d8e2f6a1b3c5d7e9f";
+const BINDING: &str = "BS018876d524600c4d8e2f6a1b3c5d7ea0";
+const IDENTITY: &str = "zoë+ios@example.com";
+const ADDRESS: &str = "8f3e2a7c9b1d4e6f0a2c4e6b8d0f1a3c5e7b9d1f3a5c7e9b0d2f4a6c8e0b1d3f";
+/// When the fixture's user and binding were registered.
+const REGISTERED_AT: i64 = 1_685_620_860;
+
+struct EmptyStore {
+    store: Store,
+    path: PathBuf,
+    _dir: TempDir,
+}
+
+fn empty_store() -> EmptyStore {
+    let dir = TempDir::new().unwrap();
+    let path = store::database_path(dir.path());
+    let store = Store::open(&path, &StoreOptions::default()).unwrap();
+    EmptyStore {
+        store,
+        path,
+        _dir: dir,
+    }
+}
+
+fn imported_fixture() -> EmptyStore {
+    let mut fresh = empty_store();
+    let report = fresh.store.import(&mut FIXTURE.as_bytes()).unwrap();
+    assert_eq!(
+        report,
+        ImportReport {
+            events: 4,
+            last_position: 4
+        }
+    );
+    fresh
+}
+
+fn binding_row(store: &Store) -> Binding {
+    match rows::load(store.connection(), EntityKind::Binding, BINDING).unwrap() {
+        Some(Row::Binding(binding)) => binding,
+        other => panic!("expected the fixture's binding, found {other:?}"),
+    }
+}
+
+#[test]
+fn a_v1_registration_reads_with_its_derived_endpoint_and_every_message_type() {
+    let imported = imported_fixture();
+    let binding = binding_row(&imported.store);
+
+    let identity = Identity::parse(IDENTITY).unwrap();
+    let address = PushAddress::parse(ADDRESS).unwrap();
+    assert_eq!(
+        binding.endpoint,
+        Endpoint::derived(&identity, BindingType::Apn, &address)
+    );
+    // Pinned as well: v1 endpoints are computed on every read, so a change to the derivation
+    // would silently move every v1 device to a new endpoint.
+    assert_eq!(
+        binding.endpoint.as_str(),
+        "zoë+ios@example.com:apn:88a0cc4e665deaf7"
+    );
+    assert_eq!(binding.message_types, MessageTypes::all());
+    assert_eq!(binding.user_sid.as_str(), USER);
+    assert_eq!(binding.service_sid.as_str(), SERVICE);
+    assert_eq!(binding.account_sid.as_str(), ACCOUNT);
+    assert_eq!(binding.identity, identity);
+    assert_eq!(binding.address, address);
+    assert_eq!(binding.binding_type, BindingType::Apn);
+    assert_eq!(binding.credential_sid, None);
+    assert_eq!(binding.date_created, Timestamp::from_unix(REGISTERED_AT));
+    assert_eq!(binding.date_updated, Timestamp::from_unix(REGISTERED_AT));
+
+    let differences = store::verify(&imported.path).unwrap();
+    assert!(differences.is_empty(), "{differences:#?}");
+}
+
+#[test]
+fn the_log_keeps_the_v1_data_as_it_was_written() {
+    let imported = imported_fixture();
+    let (version, data): (u32, String) = imported
+        .store
+        .connection()
+        .query_row(
+            "SELECT schema_version, data FROM events WHERE stream = ?1",
+            [BINDING],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(version, 1);
+    let fixture_line = FIXTURE.lines().nth(3).unwrap();
+    assert!(
+        fixture_line.contains(&format!(r#""data":{data},"#)),
+        "stored data {data} is not the fixture's"
+    );
+    assert!(!data.contains("endpoint") && !data.contains("message_types"));
+}
+
+#[test]
+fn export_after_import_reproduces_the_fixture_byte_for_byte() {
+    let imported = imported_fixture();
+    let mut exported = Vec::new();
+    let count = imported.store.export(&mut exported).unwrap();
+    assert_eq!(count, 4);
+    assert_eq!(String::from_utf8(exported).unwrap(), FIXTURE);
+}
+
+#[test]
+fn the_same_device_registering_again_updates_its_v1_binding() {
+    let mut imported = imported_fixture();
+    let register = Command::RegisterBinding(RegisterBinding {
+        account: AccountSid::parse(ACCOUNT).unwrap(),
+        service: ServiceSid::parse(SERVICE).unwrap(),
+        user: UserRef::parse(IDENTITY).unwrap(),
+        binding_type: BindingType::Apn,
+        address: PushAddress::parse(ADDRESS).unwrap(),
+        // As a v1 client would: no endpoint, so the derived one, which must find the binding.
+        endpoint: None,
+        credential: None,
+        message_types: None,
+        per_user_limit: 10,
+    });
+    let committed = imported
+        .store
+        .execute_one(register.into(), Timestamp::from_unix(REGISTERED_AT + 60))
+        .unwrap();
+
+    assert!(!committed.created, "a second binding for one device");
+    let kinds: Vec<(&str, &str)> = committed
+        .events
+        .iter()
+        .map(|e| (e.stream.as_str(), e.event.type_name()))
+        .collect();
+    assert_eq!(kinds, [(BINDING, "BindingUpdated")]);
+    let binding = binding_row(&imported.store);
+    assert_eq!(
+        binding.date_updated,
+        Timestamp::from_unix(REGISTERED_AT + 60)
+    );
+    let differences = store::verify(&imported.path).unwrap();
+    assert!(differences.is_empty(), "{differences:#?}");
+}
+
+/// The fixture with its last line (the v1 registration) changed by `edit`.
+fn fixture_with_last_event(edit: impl FnOnce(&mut serde_json::Value)) -> String {
+    let mut lines: Vec<String> = FIXTURE.lines().map(str::to_owned).collect();
+    let last = lines.last_mut().unwrap();
+    let mut event: serde_json::Value = serde_json::from_str(last).unwrap();
+    edit(&mut event);
+    *last = event.to_string();
+    lines.join("\n") + "\n"
+}
+
+/// Imports `export`, expecting a refusal; returns its message after checking that nothing of
+/// the export was kept.
+fn refused_import(export: &str) -> String {
+    let mut fresh = empty_store();
+    let message = match fresh.store.import(&mut export.as_bytes()) {
+        Err(StoreError::Refused(message)) => message,
+        other => panic!("expected the import to be refused, got {other:?}"),
+    };
+
+    assert_eq!(fresh.store.log_position().unwrap(), 0);
+    assert_eq!(fresh.store.projection_position().unwrap(), 0);
+    for table in PROJECTION_TABLES {
+        let rows: i64 = fresh
+            .store
+            .connection()
+            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 0, "the refused import left rows in {table}");
+    }
+    // Still empty enough to take a good import.
+    fresh.store.import(&mut FIXTURE.as_bytes()).unwrap();
+    message
+}
+
+#[test]
+fn an_unknown_event_type_refuses_the_whole_import() {
+    let export = fixture_with_last_event(|event| event["type"] = "BindingMoved".into());
+    let message = refused_import(&export);
+    assert!(message.contains("line 4"), "{message}");
+    assert!(
+        message.contains(r#"unknown event type "BindingMoved""#),
+        "{message}"
+    );
+}
+
+#[test]
+fn an_event_from_a_future_schema_version_refuses_the_whole_import() {
+    let export = fixture_with_last_event(|event| event["schema_version"] = 3.into());
+    let message = refused_import(&export);
+    assert!(message.contains("line 4"), "{message}");
+    assert!(
+        message.contains("BindingRegistered schema version 3 is newer than this Bindery knows (2)"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_second_creation_of_a_stream_refuses_the_whole_import() {
+    // The fixture's user, created again under a new identity at version 2 of its stream.
+    let mut export = FIXTURE.to_owned();
+    let line = FIXTURE
+        .lines()
+        .find(|l| l.contains("\"UserCreated\""))
+        .unwrap();
+    let mut forged: serde_json::Value = serde_json::from_str(line).unwrap();
+    forged["position"] = 5.into();
+    forged["stream_version"] = 2.into();
+    forged["data"]["identity"] = "mallory".into();
+    export.push_str(&format!("{forged}\n"));
+    let message = refused_import(&export);
+    assert!(message.contains("line 5"), "{message}");
+    assert!(
+        message.contains("starts with its one creation event"),
+        "{message}"
+    );
+}
