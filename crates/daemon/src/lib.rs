@@ -11,4 +11,7 @@ pub mod sids;
 pub mod store;
 
 pub use actors::{Daemon, DaemonOptions};
-pub use store::{Committed, Envelope, Store, StoreError, StoreOptions, Synchronous, WriteError};
+pub use store::{
+    Committed, Envelope, Idempotency, Store, StoreError, StoreOptions, StoredResponse, Synchronous,
+    WriteError,
+};

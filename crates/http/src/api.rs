@@ -5,14 +5,20 @@ use std::future::Future;
 use std::pin::Pin;
 
 use actix_web::dev::Payload;
-use actix_web::{web, FromRequest, HttpRequest};
-use bindery_daemon::{Committed, Daemon, Envelope, StoreError};
+use actix_web::http::StatusCode;
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest, HttpResponse};
+use bindery_daemon::{Committed, Daemon, Envelope, Idempotency, StoreError, StoredResponse};
 use bindery_domain::{AccountSid, Command, DomainError, Row, Sid, SidKind};
+use serde_json::Value;
 
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::form::Fingerprint;
 use crate::paging::origin;
 use crate::{request_id, HttpSettings};
+
+/// The longest `Idempotency-Key` accepted.
+const IDEMPOTENCY_KEY_MAX: usize = 255;
 
 pub struct Api {
     pub account: AccountSid,
@@ -21,6 +27,7 @@ pub struct Api {
     /// `public_url`, else the request's scheme and Host.
     pub origin: String,
     pub request_id: Option<String>,
+    request: HttpRequest,
 }
 
 impl FromRequest for Api {
@@ -34,6 +41,7 @@ impl FromRequest for Api {
         let request_id = request_id(request);
         let public_url = settings.as_ref().and_then(|s| s.public_url.clone());
         let origin = origin(request, public_url.as_deref());
+        let request = request.clone();
         Box::pin(async move {
             let Caller(account) = caller.await?;
             Ok(Api {
@@ -42,19 +50,83 @@ impl FromRequest for Api {
                 settings: settings.ok_or_else(|| ApiError::internal("no settings"))?,
                 origin,
                 request_id,
+                request,
             })
         })
     }
 }
 
 impl Api {
-    /// Commits a command and answers its subject's row.
+    /// Commits a command that answers no body (a DELETE).
     pub async fn execute(&self, command: Command) -> Result<Committed, ApiError> {
         let envelope = Envelope {
             command,
             request_id: self.request_id.clone(),
+            idempotency: None,
         };
         Ok(self.daemon.execute(envelope).await?)
+    }
+
+    /// Commits a command and answers with `answer` of the result. With an `Idempotency-Key`,
+    /// the answer is rendered and remembered inside the command's transaction, and a repeat of
+    /// the same request answers it again without appending anything.
+    pub async fn commit<F>(&self, command: Command, answer: F) -> Result<HttpResponse, ApiError>
+    where
+        F: Fn(&Committed) -> Result<(StatusCode, Value), ApiError> + Clone + Send + 'static,
+    {
+        let idempotency = match self.idempotency_key()? {
+            None => None,
+            Some(key) => {
+                let fingerprint = self
+                    .request
+                    .extensions()
+                    .get::<Fingerprint>()
+                    .map(|f| f.0.clone())
+                    .ok_or_else(|| ApiError::internal("a POST without a read body"))?;
+                let render = answer.clone();
+                Some(Idempotency {
+                    scope: self.account.to_string(),
+                    key,
+                    fingerprint,
+                    render: Box::new(move |committed| {
+                        let (status, body) = render(committed).ok()?;
+                        Some(StoredResponse {
+                            status: status.as_u16(),
+                            body: body.to_string(),
+                        })
+                    }),
+                })
+            }
+        };
+        let envelope = Envelope {
+            command,
+            request_id: self.request_id.clone(),
+            idempotency,
+        };
+        let committed = self.daemon.execute(envelope).await?;
+        if let Some(stored) = &committed.response {
+            let status = StatusCode::from_u16(stored.status)
+                .map_err(|_| ApiError::internal("a remembered answer with a bad status"))?;
+            return Ok(HttpResponse::build(status)
+                .content_type("application/json")
+                .body(stored.body.clone()));
+        }
+        let (status, body) = answer(&committed)?;
+        Ok(HttpResponse::build(status).json(body))
+    }
+
+    fn idempotency_key(&self) -> Result<Option<String>, ApiError> {
+        let Some(value) = self.request.headers().get("idempotency-key") else {
+            return Ok(None);
+        };
+        match value.to_str() {
+            Ok(key) if !key.is_empty() && key.len() <= IDEMPOTENCY_KEY_MAX => {
+                Ok(Some(key.to_owned()))
+            }
+            _ => Err(ApiError::bad_parameter(format!(
+                "Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_MAX} visible ASCII characters"
+            ))),
+        }
     }
 
     /// Runs a query on a reader for this account.
@@ -75,9 +147,10 @@ impl Api {
 }
 
 /// The subject row of a command that cannot have removed it.
-pub fn row_of(committed: Committed) -> Result<Row, ApiError> {
+pub fn row_of(committed: &Committed) -> Result<Row, ApiError> {
     committed
         .row
+        .clone()
         .ok_or_else(|| ApiError::internal("the command left no row"))
 }
 

@@ -2,6 +2,7 @@
 //! the user's (`…/Users/{UserSid}/Bindings[/{Sid}]`), the same binding under both. POST on the
 //! user's list registers a device [EXT]. The push address never appears in these bodies.
 
+use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use bindery_daemon::queries::BindingFilter;
 use bindery_domain::*;
@@ -13,38 +14,46 @@ use crate::error::ApiError;
 use crate::form::{query, FormBody, Params};
 use crate::paging::{envelope, Paging};
 use crate::users::{find_user, user_path};
+use crate::Routes;
 
 const MAX_PAGE_SIZE: usize = 50;
 
-pub fn routes(config: &mut web::ServiceConfig) {
-    config
-        .route(
+pub fn routes(routes: &mut Routes) {
+    routes
+        .add(
+            Method::GET,
             "/v2/Services/{ServiceSid}/Bindings",
-            web::get().to(list_service_bindings),
+            list_service_bindings,
         )
-        .route(
+        .add(
+            Method::GET,
             "/v2/Services/{ServiceSid}/Bindings/{Sid}",
-            web::get().to(fetch_service_binding),
+            fetch_service_binding,
         )
-        .route(
+        .add(
+            Method::DELETE,
             "/v2/Services/{ServiceSid}/Bindings/{Sid}",
-            web::delete().to(delete_service_binding),
+            delete_service_binding,
         )
-        .route(
+        .add(
+            Method::GET,
             "/v2/Services/{ServiceSid}/Users/{UserSid}/Bindings",
-            web::get().to(list_user_bindings),
+            list_user_bindings,
         )
-        .route(
+        .add(
+            Method::POST,
             "/v2/Services/{ServiceSid}/Users/{UserSid}/Bindings",
-            web::post().to(register),
+            register,
         )
-        .route(
+        .add(
+            Method::GET,
             "/v2/Services/{ServiceSid}/Users/{UserSid}/Bindings/{Sid}",
-            web::get().to(fetch_user_binding),
+            fetch_user_binding,
         )
-        .route(
+        .add(
+            Method::DELETE,
             "/v2/Services/{ServiceSid}/Users/{UserSid}/Bindings/{Sid}",
-            web::delete().to(delete_user_binding),
+            delete_user_binding,
         );
 }
 
@@ -339,15 +348,17 @@ async fn register(
         message_types,
         per_user_limit: api.settings.per_user_limit,
     });
-    let committed = api.execute(command).await?;
-    let created = committed.created;
-    let Row::Binding(binding) = row_of(committed)? else {
-        return Err(ApiError::internal("a registration left no binding"));
-    };
-    let body = render_user_binding(&binding, &api.origin);
-    Ok(if created {
-        HttpResponse::Created().json(body)
-    } else {
-        HttpResponse::Ok().json(body)
+    let origin = api.origin.clone();
+    api.commit(command, move |committed| {
+        let Row::Binding(binding) = row_of(committed)? else {
+            return Err(ApiError::internal("a registration left no binding"));
+        };
+        let status = if committed.created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
+        Ok((status, render_user_binding(&binding, &origin)))
     })
+    .await
 }

@@ -1,6 +1,7 @@
 //! Push credentials: `/v2/Credentials[/{Sid}]`, account-scoped. Their secrets are stored for
 //! senders and never returned.
 
+use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use bindery_domain::*;
 use serde_json::{json, Value};
@@ -9,17 +10,18 @@ use crate::api::{found, path_sid, row_of, Api};
 use crate::error::ApiError;
 use crate::form::{query, FormBody, Params};
 use crate::paging::{envelope, Paging};
+use crate::Routes;
 
 const MAX_PAGE_SIZE: usize = 1000;
 const FRIENDLY_NAME_MAX_CHARS: usize = 64;
 
-pub fn routes(config: &mut web::ServiceConfig) {
-    config
-        .route("/v2/Credentials", web::get().to(list))
-        .route("/v2/Credentials", web::post().to(create))
-        .route("/v2/Credentials/{Sid}", web::get().to(fetch))
-        .route("/v2/Credentials/{Sid}", web::post().to(update))
-        .route("/v2/Credentials/{Sid}", web::delete().to(delete));
+pub fn routes(routes: &mut Routes) {
+    routes
+        .add(Method::GET, "/v2/Credentials", list)
+        .add(Method::POST, "/v2/Credentials", create)
+        .add(Method::GET, "/v2/Credentials/{Sid}", fetch)
+        .add(Method::POST, "/v2/Credentials/{Sid}", update)
+        .add(Method::DELETE, "/v2/Credentials/{Sid}", delete);
 }
 
 pub fn render(credential: &Credential, origin: &str) -> Value {
@@ -109,8 +111,14 @@ async fn create(api: Api, FormBody(form): FormBody) -> Result<HttpResponse, ApiE
         sandbox: fields.sandbox,
         secrets: fields.secrets,
     };
-    let credential = credential_of(row_of(api.execute(command).await?)?)?;
-    Ok(HttpResponse::Created().json(render(&credential, &api.origin)))
+    let origin = api.origin.clone();
+    api.commit(command, move |c| {
+        Ok((
+            StatusCode::CREATED,
+            render(&credential_of(row_of(c)?)?, &origin),
+        ))
+    })
+    .await
 }
 
 async fn fetch(api: Api, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
@@ -136,8 +144,11 @@ async fn update(
         sandbox: fields.sandbox,
         secrets: fields.secrets,
     };
-    let credential = credential_of(row_of(api.execute(command).await?)?)?;
-    Ok(HttpResponse::Ok().json(render(&credential, &api.origin)))
+    let origin = api.origin.clone();
+    api.commit(command, move |c| {
+        Ok((StatusCode::OK, render(&credential_of(row_of(c)?)?, &origin)))
+    })
+    .await
 }
 
 async fn delete(api: Api, path: web::Path<String>) -> Result<HttpResponse, ApiError> {

@@ -112,8 +112,11 @@ impl From<DomainError> for ApiError {
 
 impl From<WriteError> for ApiError {
     fn from(error: WriteError) -> Self {
-        match error {
+        match error.clone() {
             WriteError::Refused(e) => e.into(),
+            WriteError::KeyReused(_) => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, 20001, error.to_string())
+            }
             WriteError::Unavailable(message) => {
                 tracing::warn!(%message, "storage unavailable");
                 Self::unavailable("Storage is unavailable; retry later")

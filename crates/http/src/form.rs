@@ -5,7 +5,7 @@
 
 use actix_web::dev::Payload;
 use actix_web::http::header;
-use actix_web::{web, FromRequest, HttpRequest};
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use std::future::Future;
 use std::pin::Pin;
 
@@ -113,6 +113,7 @@ impl FromRequest for FormBody {
                     .to_ascii_lowercase()
             });
         let body = web::Bytes::from_request(request, payload);
+        let request = request.clone();
         Box::pin(async move {
             let bytes = body.await.map_err(|e| {
                 let status = e.as_response_error().status_code();
@@ -137,8 +138,29 @@ impl FromRequest for FormBody {
             }
             let text = std::str::from_utf8(&bytes)
                 .map_err(|_| ApiError::bad_parameter("The form body is not valid UTF-8"))?;
-            Params::parse(text).map(FormBody)
+            let params = Params::parse(text)?;
+            request
+                .extensions_mut()
+                .insert(Fingerprint::of(&request, &bytes));
+            Ok(FormBody(params))
         })
+    }
+}
+
+/// What makes two requests the same request for an `Idempotency-Key`: method, path and body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fingerprint(pub String);
+
+impl Fingerprint {
+    fn of(request: &HttpRequest, body: &[u8]) -> Fingerprint {
+        use sha2::{Digest, Sha256};
+        let mut hash = Sha256::new();
+        hash.update(request.method().as_str());
+        hash.update(b" ");
+        hash.update(request.path());
+        hash.update(b"\n");
+        hash.update(body);
+        Fingerprint(format!("{:x}", hash.finalize()))
     }
 }
 

@@ -10,12 +10,14 @@ pub mod bindings;
 pub mod credentials;
 pub mod error;
 pub mod form;
+pub mod openapi;
 pub mod paging;
 pub mod services;
 pub mod users;
 
 use std::net::TcpListener;
 
+use actix_web::http::Method;
 use actix_web::{dev::Server, web, App, HttpRequest, HttpResponse, HttpServer};
 use bindery_daemon::Daemon;
 
@@ -43,13 +45,63 @@ impl Default for HttpSettings {
     }
 }
 
+/// The table of routes: registered with actix, or listed for the OpenAPI document, from the
+/// same calls so that the two cannot disagree.
+pub enum Routes<'a> {
+    Register(&'a mut web::ServiceConfig),
+    List(&'a mut Vec<(String, String)>),
+}
+
+impl Routes<'_> {
+    pub fn add<F, Args>(&mut self, method: Method, path: &'static str, handler: F) -> &mut Self
+    where
+        F: actix_web::Handler<Args>,
+        Args: actix_web::FromRequest + 'static,
+        F::Output: actix_web::Responder + 'static,
+    {
+        match self {
+            Routes::Register(config) => {
+                config.route(path, web::method(method).to(handler));
+            }
+            Routes::List(list) => list.push((method.to_string(), path.to_owned())),
+        }
+        self
+    }
+}
+
+fn all_routes(routes: &mut Routes) {
+    routes.add(Method::GET, "/healthz", healthz).add(
+        Method::GET,
+        "/openapi.json",
+        openapi_document,
+    );
+    services::routes(routes);
+    credentials::routes(routes);
+    users::routes(routes);
+    bindings::routes(routes);
+}
+
 /// Every route Bindery serves.
 pub fn routes(config: &mut web::ServiceConfig) {
-    config.route("/healthz", web::get().to(healthz));
-    services::routes(config);
-    credentials::routes(config);
-    users::routes(config);
-    bindings::routes(config);
+    all_routes(&mut Routes::Register(config));
+}
+
+/// The (method, path template) of every route Bindery serves.
+pub fn served_routes() -> Vec<(String, String)> {
+    let mut list = Vec::new();
+    all_routes(&mut Routes::List(&mut list));
+    list
+}
+
+async fn openapi_document() -> Result<HttpResponse, ApiError> {
+    static DOCUMENT: std::sync::OnceLock<Result<String, String>> = std::sync::OnceLock::new();
+    let document = DOCUMENT
+        .get_or_init(|| openapi::document(&served_routes()).map(|d| d.to_string()))
+        .as_ref()
+        .map_err(|e| ApiError::internal(e.clone()))?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(document.clone()))
 }
 
 /// The request's id for the log: the caller's `X-Request-Id`, when it sent a usable one.
@@ -96,4 +148,42 @@ pub fn serve(
     .listen(listener)?
     .run();
     Ok(server)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_served_route_is_described_and_nothing_else_is() {
+        let served = served_routes();
+        let document = openapi::document(&served).expect("every route is described");
+        let mut described: Vec<(String, String)> = document["paths"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .flat_map(|(path, item)| {
+                item.as_object()
+                    .unwrap()
+                    .keys()
+                    .map(|m| (m.to_uppercase(), path.clone()))
+            })
+            .collect();
+        let mut served = served;
+        described.sort();
+        served.sort();
+        assert_eq!(described, served);
+        let register =
+            &document["paths"]["/v2/Services/{ServiceSid}/Users/{UserSid}/Bindings"]["post"];
+        assert_eq!(register["operationId"], "RegisterUserBinding");
+    }
+
+    #[test]
+    fn a_route_without_a_description_is_reported() {
+        let error = openapi::document(&[("GET".into(), "/v2/Nowhere".into())]).unwrap_err();
+        assert!(
+            error.contains("GET /v2/Nowhere is served but not described"),
+            "{error}"
+        );
+    }
 }

@@ -1,5 +1,6 @@
 //! Services: `/v2/Services[/{Sid}]`.
 
+use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use bindery_domain::{Command, DomainError, Row, Service, ServiceSid, SettingsPatch};
 use serde_json::{json, Value};
@@ -8,16 +9,17 @@ use crate::api::{found, path_sid, row_of, Api};
 use crate::error::ApiError;
 use crate::form::{query, FormBody, Params};
 use crate::paging::{envelope, Paging};
+use crate::Routes;
 
 const MAX_PAGE_SIZE: usize = 100;
 
-pub fn routes(config: &mut web::ServiceConfig) {
-    config
-        .route("/v2/Services", web::get().to(list))
-        .route("/v2/Services", web::post().to(create))
-        .route("/v2/Services/{Sid}", web::get().to(fetch))
-        .route("/v2/Services/{Sid}", web::post().to(update))
-        .route("/v2/Services/{Sid}", web::delete().to(delete));
+pub fn routes(routes: &mut Routes) {
+    routes
+        .add(Method::GET, "/v2/Services", list)
+        .add(Method::POST, "/v2/Services", create)
+        .add(Method::GET, "/v2/Services/{Sid}", fetch)
+        .add(Method::POST, "/v2/Services/{Sid}", update)
+        .add(Method::DELETE, "/v2/Services/{Sid}", delete);
 }
 
 pub fn render(service: &Service, origin: &str) -> Value {
@@ -87,13 +89,18 @@ async fn create(api: Api, FormBody(form): FormBody) -> Result<HttpResponse, ApiE
     let friendly_name = form
         .string("FriendlyName")?
         .ok_or_else(|| ApiError::bad_parameter("FriendlyName is required"))?;
-    let committed = api
-        .execute(Command::CreateService {
-            account: api.account,
-            friendly_name,
-        })
-        .await?;
-    Ok(HttpResponse::Created().json(render(&service_of(row_of(committed)?)?, &api.origin)))
+    let origin = api.origin.clone();
+    let command = Command::CreateService {
+        account: api.account,
+        friendly_name,
+    };
+    api.commit(command, move |c| {
+        Ok((
+            StatusCode::CREATED,
+            render(&service_of(row_of(c)?)?, &origin),
+        ))
+    })
+    .await
 }
 
 async fn fetch(api: Api, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
@@ -117,8 +124,11 @@ async fn update(
         friendly_name: form.string("FriendlyName")?,
         settings: settings_patch(&form)?,
     };
-    let committed = api.execute(command).await?;
-    Ok(HttpResponse::Ok().json(render(&service_of(row_of(committed)?)?, &api.origin)))
+    let origin = api.origin.clone();
+    api.commit(command, move |c| {
+        Ok((StatusCode::OK, render(&service_of(row_of(c)?)?, &origin)))
+    })
+    .await
 }
 
 async fn delete(api: Api, path: web::Path<String>) -> Result<HttpResponse, ApiError> {

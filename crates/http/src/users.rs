@@ -1,5 +1,6 @@
 //! Users: `/v2/Services/{ServiceSid}/Users[/{Sid}]`, where `{Sid}` is a User SID or an identity.
 
+use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use bindery_domain::*;
 use serde_json::{json, Value};
@@ -9,24 +10,24 @@ use crate::error::ApiError;
 use crate::form::{query, FormBody, Params};
 use crate::paging::{envelope, Paging};
 use crate::services::is_role_sid;
+use crate::Routes;
 
 const MAX_PAGE_SIZE: usize = 100;
 
-pub fn routes(config: &mut web::ServiceConfig) {
-    config
-        .route("/v2/Services/{ServiceSid}/Users", web::get().to(list))
-        .route("/v2/Services/{ServiceSid}/Users", web::post().to(create))
-        .route(
+pub fn routes(routes: &mut Routes) {
+    routes
+        .add(Method::GET, "/v2/Services/{ServiceSid}/Users", list)
+        .add(Method::POST, "/v2/Services/{ServiceSid}/Users", create)
+        .add(Method::GET, "/v2/Services/{ServiceSid}/Users/{Sid}", fetch)
+        .add(
+            Method::POST,
             "/v2/Services/{ServiceSid}/Users/{Sid}",
-            web::get().to(fetch),
+            update,
         )
-        .route(
+        .add(
+            Method::DELETE,
             "/v2/Services/{ServiceSid}/Users/{Sid}",
-            web::post().to(update),
-        )
-        .route(
-            "/v2/Services/{ServiceSid}/Users/{Sid}",
-            web::delete().to(delete),
+            delete,
         );
 }
 
@@ -154,8 +155,14 @@ async fn create(
         attributes: fields.attributes,
         role_sid: fields.role_sid,
     };
-    let user = user_of(row_of(api.execute(command).await?)?)?;
-    Ok(HttpResponse::Created().json(render(&user, Some(false), &api.origin)))
+    let origin = api.origin.clone();
+    api.commit(command, move |c| {
+        Ok((
+            StatusCode::CREATED,
+            render(&user_of(row_of(c)?)?, Some(false), &origin),
+        ))
+    })
+    .await
 }
 
 async fn fetch(api: Api, path: web::Path<(String, String)>) -> Result<HttpResponse, ApiError> {
@@ -181,10 +188,12 @@ async fn update(
         attributes: fields.attributes,
         role_sid: fields.role_sid,
     };
-    let user = user_of(row_of(api.execute(command).await?)?)?;
-    let sid = user.sid;
-    let notifiable = api.read(move |view, _| view.has_bindings(&sid)).await?;
-    Ok(HttpResponse::Ok().json(render(&user, Some(notifiable), &api.origin)))
+    // Whether the user has bindings is not the update's business: lists leave it null too.
+    let origin = api.origin.clone();
+    api.commit(command, move |c| {
+        Ok((StatusCode::OK, render(&user_of(row_of(c)?)?, None, &origin)))
+    })
+    .await
 }
 
 async fn delete(api: Api, path: web::Path<(String, String)>) -> Result<HttpResponse, ApiError> {

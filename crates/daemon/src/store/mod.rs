@@ -4,6 +4,7 @@
 //! events and the projection rows they imply, with the checkpoint, in one transaction; a caller
 //! hears of success only after that transaction commits.
 
+mod idempotency;
 mod log;
 mod replay;
 pub mod rows;
@@ -16,6 +17,7 @@ use bindery_domain::*;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 pub use self::log::StoredEvent;
+pub use idempotency::KEEP_SECONDS as IDEMPOTENCY_KEEP_SECONDS;
 pub use replay::{Difference, ImportReport};
 pub use schema::PROJECTION_TABLES;
 
@@ -65,6 +67,9 @@ impl StoreError {
 pub enum WriteError {
     #[error(transparent)]
     Refused(#[from] DomainError),
+    /// The idempotency key was used within a day for a different request.
+    #[error("Idempotency-Key {0:?} was already used for a different request")]
+    KeyReused(String),
     /// The storage cannot take writes now (disk full, locked, read-only); try again later.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
@@ -84,10 +89,11 @@ impl From<StoreError> for WriteError {
 }
 
 /// A command and what the log records about who asked.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Envelope {
     pub command: Command,
     pub request_id: Option<String>,
+    pub idempotency: Option<Idempotency>,
 }
 
 impl From<Command> for Envelope {
@@ -95,17 +101,49 @@ impl From<Command> for Envelope {
         Envelope {
             command,
             request_id: None,
+            idempotency: None,
         }
     }
 }
 
+/// An answer as the caller's adapter rendered it; the store keeps it as opaque text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredResponse {
+    pub status: u16,
+    pub body: String,
+}
+
+/// Renders the answer to a committed command, inside its transaction.
+pub type Render = Box<dyn Fn(&Committed) -> Option<StoredResponse> + Send>;
+
+/// A request's idempotency key: the same `key` in the same `scope` (the account) with the
+/// same `fingerprint` (method, path and body) within a day is answered from the first time.
+pub struct Idempotency {
+    pub scope: String,
+    pub key: String,
+    pub fingerprint: String,
+    pub render: Render,
+}
+
+impl std::fmt::Debug for Idempotency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Idempotency")
+            .field("scope", &self.scope)
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A committed command.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Committed {
     pub created: bool,
     /// The subject's row after the command (`None` when it was removed).
     pub row: Option<Row>,
     pub events: Vec<RecordedEvent>,
+    /// The rendered answer, when the request carried an idempotency key: remembered now, or
+    /// the one remembered from the first time (then nothing was appended).
+    pub response: Option<StoredResponse>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -196,6 +234,20 @@ impl Store {
         for envelope in batch {
             let result = (|| -> Result<Committed, WriteError> {
                 let savepoint = tx.savepoint().map_err(StoreError::from)?;
+                if let Some(idem) = &envelope.idempotency {
+                    let found = idempotency::lookup(&savepoint, &idem.scope, &idem.key, now)
+                        .map_err(StoreError::from)?;
+                    match found {
+                        Some(seen) if seen.fingerprint == idem.fingerprint => {
+                            return Ok(Committed {
+                                response: Some(seen.response),
+                                ..Committed::default()
+                            });
+                        }
+                        Some(_) => return Err(WriteError::KeyReused(idem.key.clone())),
+                        None => {}
+                    }
+                }
                 let state = rows::SqlState(&savepoint);
                 let decision = match decide(&state, &mut self.sids, &envelope.command) {
                     Ok(decision) => decision,
@@ -204,8 +256,7 @@ impl Store {
                 };
                 let mut committed = Committed {
                     created: decision.created,
-                    row: None,
-                    events: Vec::new(),
+                    ..Committed::default()
                 };
                 for pending in &decision.events {
                     let recorded =
@@ -215,6 +266,20 @@ impl Store {
                         committed.row = row;
                     }
                     committed.events.push(recorded);
+                }
+                if let Some(idem) = &envelope.idempotency {
+                    committed.response = (idem.render)(&committed);
+                    if let Some(response) = &committed.response {
+                        idempotency::remember(
+                            &savepoint,
+                            &idem.scope,
+                            &idem.key,
+                            &idem.fingerprint,
+                            response,
+                            now,
+                        )
+                        .map_err(StoreError::from)?;
+                    }
                 }
                 savepoint.commit().map_err(StoreError::from)?;
                 Ok(committed)
@@ -228,9 +293,13 @@ impl Store {
             }
             results.push(result);
         }
+        let remembered = batch.iter().any(|e| e.idempotency.is_some());
         let finish = |tx: rusqlite::Transaction| -> Result<(), StoreError> {
             if let Some(position) = last_position {
                 log::set_checkpoint(&tx, position)?;
+            }
+            if remembered {
+                idempotency::expire(&tx, now)?;
             }
             tx.commit()?;
             Ok(())

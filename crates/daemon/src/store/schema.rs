@@ -115,6 +115,19 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX bindings_by_service ON bindings (service_sid, sid);
     CREATE INDEX bindings_by_age ON bindings (date_updated);
     "#,
+    // 2: remembered answers to POSTs with an Idempotency-Key (a cache, not a projection).
+    r#"
+    CREATE TABLE idempotency_keys (
+        scope       TEXT    NOT NULL,
+        key         TEXT    NOT NULL,
+        fingerprint TEXT    NOT NULL,
+        status      INTEGER NOT NULL,
+        body        TEXT    NOT NULL,
+        created_at  INTEGER NOT NULL,
+        PRIMARY KEY (scope, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX idempotency_keys_by_age ON idempotency_keys (created_at);
+    "#,
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

@@ -1,0 +1,55 @@
+//! `GET /openapi.json`: Bindery's own OpenAPI 3 document, built from the routes the server
+//! actually registers. Each served route takes its description from Twilio's spec for chat v2
+//! (the Twilio routes) or from `openapi/extensions.json` (Bindery's own); a served route with
+//! neither fails the test that builds the document, so the document cannot drift from the code.
+
+use serde_json::{json, Map, Value};
+
+const TWILIO: &str = include_str!("../../../tests/contract/twilio_chat_v2.json");
+const EXTENSIONS: &str = include_str!("../openapi/extensions.json");
+
+/// The document for `served`, the (method, path template) pairs of [`crate::served_routes`].
+pub fn document(served: &[(String, String)]) -> Result<Value, String> {
+    let twilio: Value = serde_json::from_str(TWILIO).map_err(|e| e.to_string())?;
+    let extensions: Value = serde_json::from_str(EXTENSIONS).map_err(|e| e.to_string())?;
+    let mut paths = Map::new();
+    for (method, path) in served {
+        let method = method.to_ascii_lowercase();
+        let operation = [&extensions, &twilio]
+            .into_iter()
+            .find_map(|doc| doc["paths"][path.as_str()].get(&method))
+            .ok_or_else(|| {
+                format!(
+                    "{} {path} is served but not described",
+                    method.to_uppercase()
+                )
+            })?;
+        let item = paths.entry(path.clone()).or_insert_with(|| json!({}));
+        item[&method] = operation.clone();
+    }
+    let mut components = twilio["components"].clone();
+    for (section, entries) in extensions["components"].as_object().into_iter().flatten() {
+        let target = components
+            .as_object_mut()
+            .ok_or("Twilio's components are not an object")?
+            .entry(section.clone())
+            .or_insert_with(|| json!({}));
+        for (name, value) in entries.as_object().into_iter().flatten() {
+            target[name] = value.clone();
+        }
+    }
+    Ok(json!({
+        "openapi": "3.0.1",
+        "info": {
+            "title": "Bindery",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "A self-hosted push-binding registry serving the binding part of the \
+                Twilio Programmable Chat v2 API, plus extensions marked [EXT]. Route descriptions \
+                and schemas of the Twilio routes are Twilio's (MIT licensed).",
+        },
+        "servers": [{"url": "/"}],
+        "security": twilio["security"],
+        "paths": paths,
+        "components": components,
+    }))
+}
