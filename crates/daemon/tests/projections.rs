@@ -1042,6 +1042,7 @@ impl Worlds {
             .map(|(i, step)| Envelope {
                 command: self.ours.command(step),
                 request_id: Some(format!("RQ{i:032x}")),
+                idempotency: None,
             })
             .collect();
         let theirs: Vec<Command> = batch
