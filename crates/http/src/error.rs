@@ -14,6 +14,8 @@ pub struct ApiError {
     pub message: String,
     /// Seconds a client should wait before retrying (503 only).
     pub retry_after: Option<u64>,
+    /// The methods a path does serve (405 only).
+    pub allow: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -31,6 +33,7 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            allow: None,
         }
     }
     pub fn unauthorized() -> Self {
@@ -50,6 +53,19 @@ impl ApiError {
         ApiError {
             retry_after: Some(1),
             ..Self::new(StatusCode::SERVICE_UNAVAILABLE, 503, message)
+        }
+    }
+    pub fn method_not_allowed(method: &str, path: &str, allowed: Vec<String>) -> Self {
+        ApiError {
+            allow: Some(allowed.join(", ")),
+            ..Self::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                20004,
+                format!(
+                    "Method {method} not allowed on {path}; allowed: {}",
+                    allowed.join(", ")
+                ),
+            )
         }
     }
     pub fn internal(message: impl Into<String>) -> Self {
@@ -78,6 +94,9 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(self.status);
         if self.status == StatusCode::UNAUTHORIZED {
             response.insert_header((header::WWW_AUTHENTICATE, "Basic realm=\"Bindery\""));
+        }
+        if let Some(allow) = &self.allow {
+            response.insert_header((header::ALLOW, allow.as_str()));
         }
         if let Some(seconds) = self.retry_after {
             response.insert_header((header::RETRY_AFTER, seconds.to_string()));

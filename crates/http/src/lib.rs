@@ -114,11 +114,33 @@ pub fn request_id(request: &HttpRequest) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// No route matched: 405 when the path exists under other methods, else 404.
 async fn not_found(request: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::not_found(format!(
-        "The requested resource {} was not found",
-        request.path()
-    )))
+    static TEMPLATES: std::sync::OnceLock<Vec<(String, actix_web::dev::ResourceDef)>> =
+        std::sync::OnceLock::new();
+    let templates = TEMPLATES.get_or_init(|| {
+        served_routes()
+            .into_iter()
+            .map(|(method, path)| (method, actix_web::dev::ResourceDef::new(path)))
+            .collect()
+    });
+    let path = request.path();
+    let allowed: Vec<String> = templates
+        .iter()
+        .filter(|(_, template)| template.is_match(path))
+        .map(|(method, _)| method.clone())
+        .collect();
+    if allowed.is_empty() {
+        Err(ApiError::not_found(format!(
+            "The requested resource {path} was not found"
+        )))
+    } else {
+        Err(ApiError::method_not_allowed(
+            request.method().as_str(),
+            path,
+            allowed,
+        ))
+    }
 }
 
 async fn healthz() -> HttpResponse {
