@@ -3,4 +3,13 @@
 mod support;
 
 mod auth;
+mod bindings;
 mod cli;
+mod credentials;
+mod errors;
+mod idempotency;
+mod paging;
+mod registration;
+mod routes;
+mod services;
+mod users;

@@ -209,3 +209,384 @@ fn wait_for_line(stream: impl Read + Send + 'static, marker: &'static str) -> St
         Err(_) => panic!("bindery did not start listening within 30 s"),
     }
 }
+
+// ---- Requests with full control over method, headers and body, and the answers in full ----
+
+/// An answer: status, headers, the raw text and its JSON (`Null` when the body is empty).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub text: String,
+    pub body: Value,
+    headers: Vec<(String, String)>,
+}
+
+impl Reply {
+    /// A header's value, by case-insensitive name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Asserts a successful JSON answer with this status and returns its body.
+    #[track_caller]
+    pub fn expect(self, status: u16) -> Value {
+        assert_eq!(self.status, status, "{}", self.text);
+        self.body
+    }
+}
+
+fn reply(result: Result<ureq::Response, ureq::Error>) -> Reply {
+    let response = match result {
+        Ok(response) => response,
+        Err(ureq::Error::Status(_, response)) => response,
+        Err(e) => panic!("request failed: {e}"),
+    };
+    let status = response.status();
+    let headers = response
+        .headers_names()
+        .into_iter()
+        .filter_map(|name| {
+            let value = response.header(&name)?.to_owned();
+            Some((name, value))
+        })
+        .collect();
+    let text = response.into_string().expect("a text body");
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("status {status}: the body is not JSON ({e}): {text:?}"))
+    };
+    Reply {
+        status,
+        text,
+        body,
+        headers,
+    }
+}
+
+/// `value` percent-encoded as a path segment the way Twilio's helper library sends it: `@`,
+/// `+` and the other RFC 3986 pchars raw, a space as `%20`, non-ASCII as its UTF-8 bytes.
+pub fn segment(value: &str) -> String {
+    let mut out = String::new();
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// `pairs` as an `application/x-www-form-urlencoded` body or query string.
+pub fn form(pairs: &[(&str, &str)]) -> String {
+    let encode = |text: &str| {
+        let mut out = String::new();
+        for byte in text.bytes() {
+            match byte {
+                b' ' => out.push('+'),
+                b if b.is_ascii_alphanumeric() || b"-._*".contains(&b) => out.push(b as char),
+                b => out.push_str(&format!("%{b:02X}")),
+            }
+        }
+        out
+    };
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// `/v2/Services/{service}/Users/{user}`, the user (SID or identity) encoded as a segment.
+pub fn user_path(service: &str, user: &str) -> String {
+    format!("/v2/Services/{service}/Users/{}", segment(user))
+}
+
+/// `…/Users/{user}/Bindings`.
+pub fn user_bindings_path(service: &str, user: &str) -> String {
+    format!("{}/Bindings", user_path(service, user))
+}
+
+/// The `sid` of a JSON body.
+#[track_caller]
+pub fn sid(body: &Value) -> String {
+    body["sid"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no sid in {body}"))
+        .to_owned()
+}
+
+/// The names of a JSON object's keys.
+pub fn keys(body: &Value) -> std::collections::BTreeSet<String> {
+    body.as_object()
+        .unwrap_or_else(|| panic!("not an object: {body}"))
+        .keys()
+        .cloned()
+        .collect()
+}
+
+/// The properties Twilio's spec lists for `schema` (e.g. `chat.v2.service`).
+pub fn spec_fields(schema: &str) -> std::collections::BTreeSet<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/contract/twilio_chat_v2.json");
+    let spec: Value = serde_json::from_slice(&std::fs::read(&path).expect("the spec")).unwrap();
+    keys(&spec["components"]["schemas"][schema]["properties"])
+}
+
+/// Asserts a Twilio error body: exactly `code`, `message`, `more_info`, `status`, with these
+/// values, and the same HTTP status.
+#[track_caller]
+pub fn assert_error(reply: &Reply, status: u16, code: u64) {
+    assert_eq!(
+        (reply.status, reply.body["code"].as_u64()),
+        (status, Some(code)),
+        "{}",
+        reply.text
+    );
+    let expected: std::collections::BTreeSet<String> = ["code", "message", "more_info", "status"]
+        .map(String::from)
+        .into();
+    assert_eq!(keys(&reply.body), expected, "{}", reply.text);
+    assert_eq!(reply.body["status"], status, "{}", reply.text);
+    assert_eq!(
+        reply.body["more_info"],
+        format!("https://www.twilio.com/docs/errors/{code}")
+    );
+    assert!(
+        reply.body["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{}",
+        reply.text
+    );
+    assert!(
+        reply
+            .header("content-type")
+            .is_some_and(|t| t.starts_with("application/json")),
+        "{:?}",
+        reply.header("content-type")
+    );
+}
+
+/// Whether `text` is a date exactly as `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn is_twilio_date(text: &Value) -> bool {
+    let Some(text) = text.as_str() else {
+        return false;
+    };
+    let bytes = text.as_bytes();
+    bytes.len() == 20
+        && bytes.iter().enumerate().all(|(i, b)| match i {
+            4 | 7 => *b == b'-',
+            10 => *b == b'T',
+            13 | 16 => *b == b':',
+            19 => *b == b'Z',
+            _ => b.is_ascii_digit(),
+        })
+}
+
+impl TestApp {
+    pub fn spawn_with_env(env: &[(&str, &str)]) -> TestApp {
+        Self::spawn_with(TempDir::new().expect("temp dir"), env)
+    }
+
+    /// Another account, made by the CLI beside the running server.
+    pub fn other_account(&self) -> Credentials {
+        let made = bindery_json(self.dir.path(), &["accounts", "create"]);
+        Credentials {
+            user: made["account_sid"].as_str().unwrap().to_owned(),
+            password: made["auth_token"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// Any request signed as `credentials`; `body` is sent as given, with the headers given.
+    pub fn send_as(
+        &self,
+        credentials: &Credentials,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Reply {
+        let mut request =
+            ureq::request(method, &self.url(path)).set("Authorization", &basic(credentials));
+        for (name, value) in headers {
+            request = request.set(name, value);
+        }
+        reply(match body {
+            Some(bytes) => request.send_bytes(bytes),
+            None => request.call(),
+        })
+    }
+
+    /// A request signed as the first account.
+    pub fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Reply {
+        self.send_as(&self.account, method, path, headers, body)
+    }
+
+    /// A GET as the first account, answered in full.
+    pub fn get_raw(&self, path: &str) -> Reply {
+        self.send("GET", path, &[], None)
+    }
+
+    /// A DELETE as the first account, with no `Accept` header, as the helper library sends it.
+    pub fn delete(&self, path: &str) -> Reply {
+        self.send("DELETE", path, &[], None)
+    }
+
+    /// A POST as the first account with this content type (none when `None`) and body.
+    pub fn post_raw(&self, path: &str, content_type: Option<&str>, body: &[u8]) -> Reply {
+        let headers: Vec<(&str, &str)> = content_type
+            .map(|t| ("Content-Type", t))
+            .into_iter()
+            .collect();
+        self.send("POST", path, &headers, Some(body))
+    }
+
+    /// A form POST as `credentials`.
+    pub fn post_as(&self, credentials: &Credentials, path: &str, pairs: &[(&str, &str)]) -> Reply {
+        let headers = [("Content-Type", "application/x-www-form-urlencoded")];
+        self.send_as(
+            credentials,
+            "POST",
+            path,
+            &headers,
+            Some(form(pairs).as_bytes()),
+        )
+    }
+
+    /// A form POST as the first account.
+    pub fn post(&self, path: &str, pairs: &[(&str, &str)]) -> Reply {
+        self.post_as(&self.account, path, pairs)
+    }
+
+    /// Follows a URL this server gave out (absolute, on its own origin).
+    #[track_caller]
+    pub fn follow(&self, url: &Value) -> Reply {
+        let url = url.as_str().unwrap_or_else(|| panic!("not a URL: {url}"));
+        let path = url
+            .strip_prefix(&self.base_url)
+            .unwrap_or_else(|| panic!("{url} is not on {}", self.base_url));
+        self.get_raw(path)
+    }
+
+    /// Every item of a list, following `next_page_url` from `path` to the end.
+    pub fn walk(&self, path: &str, key: &str) -> Vec<Value> {
+        let mut items = Vec::new();
+        let mut page = self.get_raw(path).expect(200);
+        loop {
+            items.extend(page[key].as_array().expect("a list").iter().cloned());
+            let next = page["meta"]["next_page_url"].clone();
+            if next.is_null() {
+                return items;
+            }
+            page = self.follow(&next).expect(200);
+        }
+    }
+
+    /// `bindery verify` on this server's data dir must find every projection row equal to a
+    /// replay of the log.
+    #[track_caller]
+    pub fn verify(&self) {
+        let output = bindery(self.dir.path(), &["verify"]);
+        assert!(
+            output.status.success(),
+            "bindery verify failed:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// Creates a service; it must answer 201.
+    #[track_caller]
+    pub fn create_service(&self, friendly_name: &str) -> Value {
+        self.post("/v2/Services", &[("FriendlyName", friendly_name)])
+            .expect(201)
+    }
+
+    /// Creates a user by identity; it must answer 201.
+    #[track_caller]
+    pub fn create_user(&self, service: &str, identity: &str) -> Value {
+        self.post(
+            &format!("/v2/Services/{service}/Users"),
+            &[("Identity", identity)],
+        )
+        .expect(201)
+    }
+
+    /// Creates a push credential; it must answer 201.
+    #[track_caller]
+    pub fn create_credential(&self, pairs: &[(&str, &str)]) -> Value {
+        self.post("/v2/Credentials", pairs).expect(201)
+    }
+
+    /// Registers a device for `user` (SID or identity) [EXT].
+    pub fn register_binding(&self, service: &str, user: &str, pairs: &[(&str, &str)]) -> Reply {
+        self.post(&user_bindings_path(service, user), pairs)
+    }
+
+    /// The first page of a user's bindings, with `query` (e.g. `BindingType=apn`) appended.
+    pub fn list_user_bindings(&self, service: &str, user: &str, query: &str) -> Reply {
+        let path = user_bindings_path(service, user);
+        if query.is_empty() {
+            self.get_raw(&path)
+        } else {
+            self.get_raw(&format!("{path}?{query}"))
+        }
+    }
+
+    /// The SIDs of every binding `user` holds, all pages.
+    pub fn user_binding_sids(&self, service: &str, user: &str) -> Vec<String> {
+        self.walk(&user_bindings_path(service, user), "bindings")
+            .iter()
+            .map(sid)
+            .collect()
+    }
+}
+
+/// The decoded `name=value` pairs of a URL's query string (`+` is a space there).
+pub fn query_pairs(url: &str) -> Vec<(String, String)> {
+    let decode = |text: &str| {
+        let bytes = text.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'+' => out.push(b' '),
+                b'%' if i + 2 < bytes.len() => {
+                    let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                    match u8::from_str_radix(hex, 16) {
+                        Ok(b) => {
+                            out.push(b);
+                            i += 2;
+                        }
+                        Err(_) => out.push(b'%'),
+                    }
+                }
+                b => out.push(b),
+            }
+            i += 1;
+        }
+        String::from_utf8(out).expect("UTF-8 after decoding")
+    };
+    let Some((_, query)) = url.split_once('?') else {
+        return Vec::new();
+    };
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (decode(name), decode(value))
+        })
+        .collect()
+}

@@ -345,16 +345,16 @@ pub fn decide<S: State>(state: &S, ids: &mut impl NewSids, command: &Command) ->
             reason,
         } => {
             d.service(account, service)?;
+            // A missing user is reported before a missing binding, as the path reads.
+            let owner = user
+                .as_ref()
+                .map(|user| d.user(service, user))
+                .transpose()?;
             let found = d.state.binding(binding).map_err(Refusal::State)?;
-            let found = found
+            found
                 .filter(|b| b.service_sid == *service)
+                .filter(|b| owner.as_ref().is_none_or(|o| o.sid == b.user_sid))
                 .ok_or(DomainError::BindingNotFound(*binding))?;
-            if let Some(user) = user {
-                let owner = d.user(service, user)?;
-                if owner.sid != found.user_sid {
-                    return Err(DomainError::BindingNotFound(*binding).into());
-                }
-            }
             Ok(single(
                 pending(
                     *binding,

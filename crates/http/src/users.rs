@@ -180,6 +180,10 @@ async fn update(
 ) -> Result<HttpResponse, ApiError> {
     let (service, user) = user_path(&path.0, &path.1)?;
     let fields = user_fields(&form)?;
+    // An update does not touch bindings, so whether the user has any is read beforehand.
+    let current = find_user(&api, service, user.clone()).await?;
+    let sid = current.sid;
+    let notifiable = api.read(move |view, _| view.has_bindings(&sid)).await?;
     let command = Command::UpdateUser {
         account: api.account,
         service,
@@ -188,10 +192,12 @@ async fn update(
         attributes: fields.attributes,
         role_sid: fields.role_sid,
     };
-    // Whether the user has bindings is not the update's business: lists leave it null too.
     let origin = api.origin.clone();
     api.commit(command, move |c| {
-        Ok((StatusCode::OK, render(&user_of(row_of(c)?)?, None, &origin)))
+        Ok((
+            StatusCode::OK,
+            render(&user_of(row_of(c)?)?, Some(notifiable), &origin),
+        ))
     })
     .await
 }
