@@ -23,7 +23,15 @@ pub struct Settings {
     pub storage: Storage,
     pub http: Http,
     pub bindings: Bindings,
+    pub metrics: MetricsSettings,
     pub log: Log,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// Where `/metrics`, `/healthz` and `/readyz` are served; unset: on `listen` with the API.
+    pub listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -80,6 +88,7 @@ impl Default for Settings {
                 body_limit: 64 * 1024,
             },
             bindings: Bindings { per_user_limit: 20 },
+            metrics: MetricsSettings { listen: None },
             log: Log {
                 format: LogFormat::Pretty,
             },

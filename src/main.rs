@@ -270,16 +270,31 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
         let listener = TcpListener::bind(settings.listen)
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
         let address = listener.local_addr()?;
+        let operations = match settings.metrics.listen {
+            Some(listen) => Some(
+                TcpListener::bind(listen)
+                    .with_context(|| format!("cannot listen on {listen} (metrics.listen)"))?,
+            ),
+            None => None,
+        };
+        let operations_address = operations.as_ref().map(|l| l.local_addr()).transpose()?;
         let http = bindery_http::HttpSettings {
             public_url: settings.public_url.clone(),
             body_limit: settings.http.body_limit,
             per_user_limit: settings.bindings.per_user_limit,
             ..Default::default()
         };
-        let server = bindery_http::serve(daemon, http, listener)?;
-        stop_on_signals(server.handle())?;
+        let servers = bindery_http::serve(daemon.clone(), http, listener, operations)?;
+        stop_on_signals(servers.iter().map(|s| s.handle()).collect())?;
+        if let Some(operations) = operations_address {
+            tracing::info!("metrics and health on http://{operations}");
+        }
         tracing::info!(data_dir = %settings.data_dir.display(), "listening on http://{address}");
-        server.await?;
+        for result in futures_util::future::join_all(servers).await {
+            result?;
+        }
+        // Requests in flight have finished: commit what is left and close the database.
+        daemon.shutdown().await?;
         tracing::info!("stopped");
         Ok(())
     })
@@ -287,7 +302,7 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
 
 /// SIGTERM or SIGINT: stop accepting, let requests in flight finish, then return from
 /// `server.await`. The handlers are registered here, before the server says it listens.
-fn stop_on_signals(server: actix_web::dev::ServerHandle) -> anyhow::Result<()> {
+fn stop_on_signals(servers: Vec<actix_web::dev::ServerHandle>) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
@@ -296,7 +311,9 @@ fn stop_on_signals(server: actix_web::dev::ServerHandle) -> anyhow::Result<()> {
             _ = terminate.recv() => tracing::info!("SIGTERM: stopping"),
             _ = interrupt.recv() => tracing::info!("SIGINT: stopping"),
         }
-        server.stop(true).await;
+        for server in servers {
+            server.stop(true).await;
+        }
     });
     Ok(())
 }

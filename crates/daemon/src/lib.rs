@@ -5,12 +5,14 @@
 
 pub mod actors;
 pub mod clock;
+pub mod metrics;
 pub mod queries;
 pub mod secrets;
 pub mod sids;
 pub mod store;
 
 pub use actors::{Daemon, DaemonOptions};
+pub use metrics::Metrics;
 pub use store::{
     Committed, Envelope, Idempotency, Store, StoreError, StoreOptions, StoredResponse, Synchronous,
     WriteError,

@@ -54,6 +54,16 @@ impl<'c> ReadView<'c> {
         Ok(accounts)
     }
 
+    /// (projection checkpoint, newest log position), read in one statement.
+    pub fn positions(&self) -> Result<(i64, i64), StoreError> {
+        Ok(self.conn.query_row(
+            "SELECT (SELECT position FROM checkpoint WHERE id = 1), \
+                    (SELECT COALESCE(MAX(position), 0) FROM events)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?)
+    }
+
     pub fn has_accounts(&self) -> Result<bool, StoreError> {
         Ok(self
             .conn

@@ -42,11 +42,15 @@ impl FromRequest for Caller {
         let credentials = credentials(request);
         Box::pin(async move {
             let daemon = daemon.ok_or_else(|| ApiError::internal("no daemon configured"))?;
-            let (user, password) = credentials.ok_or_else(ApiError::unauthorized)?;
+            let refuse = || {
+                daemon.metrics().auth_failures.inc();
+                ApiError::unauthorized()
+            };
+            let (user, password) = credentials.ok_or_else(refuse)?;
             let account = daemon
                 .read(move |view| view.authenticate(&user, &password))
                 .await?;
-            account.map(Caller).ok_or_else(ApiError::unauthorized)
+            account.map(Caller).ok_or_else(refuse)
         })
     }
 }

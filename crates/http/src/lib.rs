@@ -10,7 +10,9 @@ pub mod bindings;
 pub mod credentials;
 pub mod error;
 pub mod form;
+pub mod observe;
 pub mod openapi;
+pub mod operations;
 pub mod paging;
 pub mod services;
 pub mod users;
@@ -18,7 +20,7 @@ pub mod users;
 use std::net::TcpListener;
 
 use actix_web::http::Method;
-use actix_web::{dev::Server, web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{dev::Server, web, App, HttpMessage, HttpRequest, HttpResponse, HttpServer};
 use bindery_daemon::Daemon;
 
 use error::ApiError;
@@ -70,11 +72,13 @@ impl Routes<'_> {
 }
 
 fn all_routes(routes: &mut Routes) {
-    routes.add(Method::GET, "/healthz", healthz).add(
-        Method::GET,
-        "/openapi.json",
-        openapi_document,
-    );
+    operations::routes(routes);
+    api_routes(routes);
+}
+
+/// Everything but the operators' routes.
+fn api_routes(routes: &mut Routes) {
+    routes.add(Method::GET, "/openapi.json", openapi_document);
     services::routes(routes);
     credentials::routes(routes);
     users::routes(routes);
@@ -104,14 +108,12 @@ async fn openapi_document() -> Result<HttpResponse, ApiError> {
         .body(document.clone()))
 }
 
-/// The request's id for the log: the caller's `X-Request-Id`, when it sent a usable one.
+/// The request's id, as the `observe` middleware recorded it.
 pub fn request_id(request: &HttpRequest) -> Option<String> {
     request
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128)
-        .map(str::to_owned)
+        .extensions()
+        .get::<observe::RequestId>()
+        .map(|id| id.0.clone())
 }
 
 /// No route matched: 405 when the path exists under other methods, else 404.
@@ -143,33 +145,60 @@ async fn not_found(request: HttpRequest) -> Result<HttpResponse, ApiError> {
     }
 }
 
-async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
-}
-
-/// Starts serving on `listener`; the returned server runs until stopped.
+/// Starts serving the API on `listener`, and the operators' routes on `operations` when
+/// given (else on `listener` too). The returned servers run until stopped.
 pub fn serve(
     daemon: Daemon,
     settings: HttpSettings,
     listener: TcpListener,
-) -> std::io::Result<Server> {
+    operations: Option<TcpListener>,
+) -> std::io::Result<Vec<Server>> {
     let daemon = web::Data::new(daemon);
     let app_settings = web::Data::new(settings.clone());
-    let server = HttpServer::new(move || {
+    let separate = operations.is_some();
+    let (api_daemon, api_settings) = (daemon.clone(), app_settings.clone());
+    let api = HttpServer::new(move || {
         App::new()
-            .app_data(daemon.clone())
-            .app_data(app_settings.clone())
-            .app_data(web::PayloadConfig::new(settings.body_limit))
-            .configure(routes)
+            .app_data(api_daemon.clone())
+            .app_data(api_settings.clone())
+            .app_data(web::PayloadConfig::new(api_settings.body_limit))
+            .wrap(actix_web::middleware::from_fn(observe::observe))
+            .configure(|config| {
+                let mut routes = Routes::Register(config);
+                if separate {
+                    api_routes(&mut routes);
+                } else {
+                    all_routes(&mut routes);
+                }
+            })
             .default_service(web::to(not_found))
-    })
-    .workers(settings.workers)
+    });
     // The binary owns signal handling, so that it is in place before it says it listens.
-    .disable_signals()
-    .shutdown_timeout(10)
-    .listen(listener)?
-    .run();
-    Ok(server)
+    let mut servers = vec![api
+        .workers(settings.workers)
+        .disable_signals()
+        .shutdown_timeout(10)
+        .listen(listener)?
+        .run()];
+    if let Some(listener) = operations {
+        let operators = HttpServer::new(move || {
+            App::new()
+                .app_data(daemon.clone())
+                .app_data(app_settings.clone())
+                .wrap(actix_web::middleware::from_fn(observe::observe))
+                .configure(|config| operations::routes(&mut Routes::Register(config)))
+                .default_service(web::to(not_found))
+        });
+        servers.push(
+            operators
+                .workers(1)
+                .disable_signals()
+                .shutdown_timeout(10)
+                .listen(listener)?
+                .run(),
+        );
+    }
+    Ok(servers)
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use crate::clock::Clock;
+use crate::metrics::Metrics;
 use crate::store::{Committed, Envelope, Store, WriteError};
 
 /// The most commands one transaction takes; more wait for the next one.
@@ -22,16 +23,18 @@ type Reply = oneshot::Sender<Result<Committed, WriteError>>;
 pub struct Writer {
     store: Store,
     clock: Arc<dyn Clock>,
+    metrics: Metrics,
     group_commit: bool,
     pending: Vec<(Envelope, Reply)>,
     flush_scheduled: bool,
 }
 
 impl Writer {
-    pub fn new(store: Store, clock: Arc<dyn Clock>, group_commit: bool) -> Self {
+    pub fn new(store: Store, clock: Arc<dyn Clock>, metrics: Metrics, group_commit: bool) -> Self {
         Writer {
             store,
             clock,
+            metrics,
             group_commit,
             pending: Vec::new(),
             flush_scheduled: false,
@@ -43,11 +46,38 @@ impl Writer {
             let take = self.pending.len().min(MAX_BATCH);
             let (envelopes, replies): (Vec<Envelope>, Vec<Reply>) =
                 self.pending.drain(..take).unzip();
+            let started = std::time::Instant::now();
             let results = self.store.execute(&envelopes, self.clock.now());
+            self.measure(started.elapsed(), &results);
             for (reply, result) in replies.into_iter().zip(results) {
                 // A caller that went away (client disconnected) needs no answer; its write
                 // stands, as it would had the answer been lost on the wire.
                 let _ = reply.send(result);
+            }
+        }
+    }
+}
+
+impl Writer {
+    fn measure(&self, took: std::time::Duration, results: &[Result<Committed, WriteError>]) {
+        let m = &self.metrics;
+        m.commit_duration.observe(took.as_secs_f64());
+        m.commit_batch_size.observe(results.len() as f64);
+        for committed in results.iter().flatten() {
+            for event in &committed.events {
+                m.events_appended
+                    .with_label_values(&[event.event.type_name()])
+                    .inc();
+                m.log_position.set(event.position);
+                m.projection_position.set(event.position);
+            }
+            for binding_type in bindery_domain::BindingType::ALL {
+                let change = committed.binding_changes.get(binding_type);
+                if change != 0 {
+                    m.bindings
+                        .with_label_values(&[binding_type.as_str()])
+                        .add(change);
+                }
             }
         }
     }
@@ -101,5 +131,37 @@ impl Handler<Flush> for Writer {
     fn handle(&mut self, _: Flush, _: &mut Self::Context) {
         self.flush_scheduled = false;
         self.flush();
+    }
+}
+
+/// Whether the database takes writes now: takes the write lock and lets it go.
+pub struct Probe;
+
+impl Message for Probe {
+    type Result = Result<(), crate::store::StoreError>;
+}
+
+impl Handler<Probe> for Writer {
+    type Result = Result<(), crate::store::StoreError>;
+
+    fn handle(&mut self, _: Probe, _: &mut Self::Context) -> Self::Result {
+        self.store.probe_writable()
+    }
+}
+
+/// Commits what is pending, checkpoints the WAL into the database file and stops.
+pub struct Close;
+
+impl Message for Close {
+    type Result = Result<(), crate::store::StoreError>;
+}
+
+impl Handler<Close> for Writer {
+    type Result = Result<(), crate::store::StoreError>;
+
+    fn handle(&mut self, _: Close, ctx: &mut Self::Context) -> Self::Result {
+        self.flush();
+        ctx.stop();
+        self.store.checkpoint_wal()
     }
 }

@@ -144,6 +144,8 @@ pub struct Committed {
     /// The rendered answer, when the request carried an idempotency key: remembered now, or
     /// the one remembered from the first time (then nothing was appended).
     pub response: Option<StoredResponse>,
+    /// How the command changed the number of bindings of each type.
+    pub binding_changes: BindingCounts,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -261,7 +263,8 @@ impl Store {
                 for pending in &decision.events {
                     let recorded =
                         log::append(&savepoint, pending, now, envelope.request_id.as_deref())?;
-                    let row = apply(&savepoint, &recorded)?;
+                    let row =
+                        apply_counting(&savepoint, &recorded, &mut committed.binding_changes)?;
                     if recorded.stream == decision.subject {
                         committed.row = row;
                     }
@@ -333,6 +336,51 @@ impl Store {
         Ok(log::checkpoint(&self.conn)?)
     }
 
+    /// Takes the write lock and releases it: whether a write could commit now.
+    pub fn probe_writable(&self) -> Result<(), StoreError> {
+        self.conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;")?;
+        Ok(())
+    }
+
+    /// Copies the WAL into the database file and truncates it: a clean close.
+    pub fn checkpoint_wal(&self) -> Result<(), StoreError> {
+        self.conn
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
+        Ok(())
+    }
+
+    /// A consistent copy of the database at `target` (which must not exist), taken while
+    /// others may write.
+    pub fn backup_to(&self, target: &Path) -> Result<(), StoreError> {
+        if target.exists() {
+            return Err(StoreError::Refused(format!(
+                "{} already exists",
+                target.display()
+            )));
+        }
+        let target = target.to_str().ok_or_else(|| {
+            StoreError::Refused(format!("{} is not a UTF-8 path", target.display()))
+        })?;
+        self.conn.execute("VACUUM INTO ?1", [target])?;
+        Ok(())
+    }
+
+    /// The bindings stored, by type.
+    pub fn binding_counts(&self) -> Result<BindingCounts, StoreError> {
+        let mut counts = BindingCounts::default();
+        let mut statement = self
+            .conn
+            .prepare("SELECT binding_type, count(*) FROM bindings GROUP BY binding_type")?;
+        let mut rows = statement.query([])?;
+        while let Some(row) = rows.next()? {
+            let name: String = row.get(0)?;
+            if let Some(binding_type) = BindingType::parse(&name) {
+                counts.add(binding_type, row.get(1)?);
+            }
+        }
+        Ok(counts)
+    }
+
     /// Drops every projection row and replays the whole log into them, in one transaction.
     /// Returns the number of events replayed.
     pub fn rebuild(&mut self) -> Result<u64, StoreError> {
@@ -365,16 +413,51 @@ pub fn verify(path: &Path) -> Result<Vec<Difference>, StoreError> {
 
 /// Applies one recorded event to the projection tables, returning the stream's new row.
 fn apply(conn: &Connection, recorded: &RecordedEvent) -> Result<Option<Row>, StoreError> {
+    apply_counting(conn, recorded, &mut BindingCounts::default())
+}
+
+/// [`apply`], adding to `counts` the binding it created (+1) or removed (-1).
+fn apply_counting(
+    conn: &Connection,
+    recorded: &RecordedEvent,
+    counts: &mut BindingCounts,
+) -> Result<Option<Row>, StoreError> {
     let kind = recorded.event.entity();
     let current = if recorded.event.is_creation() {
         None
     } else {
         rows::load(conn, kind, &recorded.stream)?
     };
+    if let Some(Row::Binding(removed)) = &current {
+        counts.add(removed.binding_type, -1);
+    }
     let row = project(current, recorded)?;
     match &row {
         Some(row) => rows::store(conn, row)?,
         None => rows::remove(conn, kind, &recorded.stream)?,
     }
+    if let Some(Row::Binding(binding)) = &row {
+        counts.add(binding.binding_type, 1);
+    }
     Ok(row)
+}
+
+/// How many bindings of each type a command added (or removed, when negative).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BindingCounts([i64; 3]);
+
+impl BindingCounts {
+    fn index(binding_type: BindingType) -> usize {
+        match binding_type {
+            BindingType::Apn => 0,
+            BindingType::Gcm => 1,
+            BindingType::Fcm => 2,
+        }
+    }
+    pub fn add(&mut self, binding_type: BindingType, change: i64) {
+        self.0[Self::index(binding_type)] += change;
+    }
+    pub fn get(&self, binding_type: BindingType) -> i64 {
+        self.0[Self::index(binding_type)]
+    }
 }

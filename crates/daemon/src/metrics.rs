@@ -1,0 +1,169 @@
+//! Prometheus metrics: one registry per daemon, rendered in the text format (0.0.4) at
+//! `/metrics`. Labels never name a user, a service or a raw path: only bounded sets (route
+//! templates, event types, binding types).
+
+use std::sync::Arc;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+#[derive(Clone)]
+pub struct Metrics(Arc<Families>);
+
+pub struct Families {
+    registry: Registry,
+    pub http_requests: IntCounterVec,
+    pub http_request_duration: HistogramVec,
+    pub events_appended: IntCounterVec,
+    pub commit_duration: Histogram,
+    pub commit_batch_size: Histogram,
+    pub projection_position: IntGauge,
+    pub log_position: IntGauge,
+    pub bindings: IntGaugeVec,
+    pub auth_failures: IntCounter,
+}
+
+impl std::ops::Deref for Metrics {
+    type Target = Families;
+    fn deref(&self) -> &Families {
+        &self.0
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        fn register<C: prometheus::core::Collector + Clone + 'static>(
+            registry: &Registry,
+            c: C,
+        ) -> C {
+            registry
+                .register(Box::new(c.clone()))
+                .expect("metric names are unique");
+            c
+        }
+        let latency = vec![
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+        ];
+        let families = Families {
+            http_requests: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "bindery_http_requests_total",
+                        "HTTP requests answered, by method, route template and status.",
+                    ),
+                    &["method", "route", "status"],
+                )
+                .expect("valid metric"),
+            ),
+            http_request_duration: register(
+                &registry,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "bindery_http_request_duration_seconds",
+                        "Time from request to response, by method and route template.",
+                    )
+                    .buckets(latency.clone()),
+                    &["method", "route"],
+                )
+                .expect("valid metric"),
+            ),
+            events_appended: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "bindery_events_appended_total",
+                        "Events appended to the log, by event type.",
+                    ),
+                    &["type"],
+                )
+                .expect("valid metric"),
+            ),
+            commit_duration: register(
+                &registry,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "bindery_store_commit_duration_seconds",
+                        "Time to decide, append and commit one batch of commands.",
+                    )
+                    .buckets(latency),
+                )
+                .expect("valid metric"),
+            ),
+            commit_batch_size: register(
+                &registry,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "bindery_store_commit_batch_size",
+                        "Commands committed together in one transaction (group commit).",
+                    )
+                    .buckets(vec![
+                        1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+                    ]),
+                )
+                .expect("valid metric"),
+            ),
+            projection_position: register(
+                &registry,
+                IntGauge::new(
+                    "bindery_projection_position",
+                    "Log position the projections reflect.",
+                )
+                .expect("valid metric"),
+            ),
+            log_position: register(
+                &registry,
+                IntGauge::new(
+                    "bindery_log_position",
+                    "Position of the newest event in the log.",
+                )
+                .expect("valid metric"),
+            ),
+            bindings: register(
+                &registry,
+                IntGaugeVec::new(
+                    Opts::new("bindery_bindings", "Bindings stored, by binding type."),
+                    &["binding_type"],
+                )
+                .expect("valid metric"),
+            ),
+            auth_failures: register(
+                &registry,
+                IntCounter::new(
+                    "bindery_auth_failures_total",
+                    "Requests refused for missing or wrong credentials.",
+                )
+                .expect("valid metric"),
+            ),
+            registry,
+        };
+        #[cfg(target_os = "linux")]
+        families
+            .registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("the process collector registers once");
+        Metrics(Arc::new(families))
+    }
+
+    /// Every metric, in Prometheus's text exposition format.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buffer)
+            .expect("encoding to memory does not fail");
+        String::from_utf8(buffer).expect("the text format is UTF-8")
+    }
+
+    pub const CONTENT_TYPE: &'static str = "text/plain; version=0.0.4; charset=utf-8";
+}
