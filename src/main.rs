@@ -53,6 +53,13 @@ enum Cmd {
     Verify,
     /// Write every event as one JSON line on stdout, oldest first
     Export,
+    /// Copy the database consistently while the server runs; restore by copying the file
+    /// to `bindery.db` in an empty data dir
+    Backup {
+        /// Where to write the copy (must not exist)
+        #[arg(long, value_name = "FILE")]
+        to: PathBuf,
+    },
     /// Read exported events into an empty data dir
     Import {
         /// Read from this file instead of stdin
@@ -180,6 +187,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             let count = store.export(&mut out)?;
             eprintln!("exported {count} events");
+        }
+        Cmd::Backup { to } => {
+            store::backup(&existing_database(&data_dir())?, &to)?;
+            eprintln!("backed up to {}", to.display());
         }
         Cmd::Import { from } => {
             let mut store = open(&data_dir())?;

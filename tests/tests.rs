@@ -3,11 +3,13 @@
 mod support;
 
 mod auth;
+mod backup;
 mod bindings;
 mod cli;
 mod credentials;
 mod errors;
 mod idempotency;
+mod logs;
 mod paging;
 mod registration;
 mod routes;

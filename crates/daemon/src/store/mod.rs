@@ -349,22 +349,6 @@ impl Store {
         Ok(())
     }
 
-    /// A consistent copy of the database at `target` (which must not exist), taken while
-    /// others may write.
-    pub fn backup_to(&self, target: &Path) -> Result<(), StoreError> {
-        if target.exists() {
-            return Err(StoreError::Refused(format!(
-                "{} already exists",
-                target.display()
-            )));
-        }
-        let target = target.to_str().ok_or_else(|| {
-            StoreError::Refused(format!("{} is not a UTF-8 path", target.display()))
-        })?;
-        self.conn.execute("VACUUM INTO ?1", [target])?;
-        Ok(())
-    }
-
     /// The bindings stored, by type.
     pub fn binding_counts(&self) -> Result<BindingCounts, StoreError> {
         let mut counts = BindingCounts::default();
@@ -403,6 +387,22 @@ impl Store {
         self.sids = MonotonicSids::after(replay::newest_sid(&self.conn)?);
         Ok(report)
     }
+}
+
+/// A consistent copy of the database at `path`, written to `target` (which must not exist),
+/// taken on a read-only connection while a server may be writing (`VACUUM INTO`).
+pub fn backup(path: &Path, target: &Path) -> Result<(), StoreError> {
+    if target.exists() {
+        return Err(StoreError::Refused(format!(
+            "{} already exists",
+            target.display()
+        )));
+    }
+    let target = target
+        .to_str()
+        .ok_or_else(|| StoreError::Refused(format!("{} is not a UTF-8 path", target.display())))?;
+    open_reader(path, StoreOptions::default().busy_timeout)?.execute("VACUUM INTO ?1", [target])?;
+    Ok(())
 }
 
 /// Verifies the database at `path`: replays its log into a scratch database and compares every

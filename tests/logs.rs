@@ -1,0 +1,114 @@
+//! The server's log: one JSON line per request with its id, route, status and duration, and
+//! never a secret, a token or a push address.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+use crate::support::{basic, Credentials, BINARY};
+
+#[test]
+fn json_logs_carry_one_line_per_request_and_no_secret() {
+    let dir = TempDir::new().unwrap();
+    let log_path = dir.path().join("stderr.log");
+    let out_path = dir.path().join("stdout.log");
+    let mut child = Command::new(BINARY)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env("BINDERY_LOG__FORMAT", "json")
+        .stdout(Stdio::from(std::fs::File::create(&out_path).unwrap()))
+        .stderr(Stdio::from(std::fs::File::create(&log_path).unwrap()))
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let address = loop {
+        let log = std::fs::read_to_string(&log_path).unwrap();
+        if let Some(rest) = log.split("listening on http://").nth(1) {
+            break rest
+                .chars()
+                .take_while(|c| *c != '"' && !c.is_whitespace())
+                .collect::<String>();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "not listening:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let printed = std::fs::read_to_string(&out_path).unwrap();
+    let field = |name: &str| {
+        printed
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(name))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    let account = Credentials {
+        user: field("account_sid:"),
+        password: field("auth_token:"),
+    };
+    let url = |path: &str| format!("http://{address}{path}");
+
+    let service: Value = ureq::post(&url("/v2/Services"))
+        .set("Authorization", &basic(&account))
+        .send_form(&[("FriendlyName", "chat")])
+        .unwrap()
+        .into_json()
+        .unwrap();
+    let token = "a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c1d2e3f4a5b6c7d8e9f0a1b2";
+    let registered = ureq::post(&url(&format!(
+        "/v2/Services/{}/Users/alice/Bindings",
+        service["sid"].as_str().unwrap()
+    )))
+    .set("Authorization", &basic(&account))
+    .set("X-Request-Id", "test-request-1")
+    .send_form(&[
+        ("BindingType", "apn"),
+        ("Address", token),
+        ("Endpoint", "phone"),
+    ])
+    .unwrap();
+    assert_eq!(registered.header("X-Request-Id"), Some("test-request-1"));
+    let wrong = Credentials {
+        user: account.user.clone(),
+        password: "f".repeat(32),
+    };
+    let refused = ureq::get(&url("/v2/Services"))
+        .set("Authorization", &basic(&wrong))
+        .call();
+    assert!(matches!(refused, Err(ureq::Error::Status(401, _))));
+
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    assert!(child.wait().unwrap().success());
+    let log = std::fs::read_to_string(&log_path).unwrap();
+
+    for secret in [account.password.as_str(), wrong.password.as_str(), token] {
+        assert!(!log.contains(secret), "a secret or token in the log");
+    }
+    let requests: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .filter(|l| l["fields"]["message"] == "request")
+        .collect();
+    assert_eq!(requests.len(), 3, "one line per request");
+    let registration = requests
+        .iter()
+        .find(|l| l["fields"]["request_id"] == "test-request-1")
+        .unwrap();
+    assert_eq!(
+        registration["fields"]["route"],
+        "/v2/Services/{ServiceSid}/Users/{UserSid}/Bindings"
+    );
+    assert_eq!(registration["fields"]["status"], 201);
+    assert!(registration["fields"]["duration_ms"].as_f64().is_some());
+    assert!(requests.iter().any(|l| l["fields"]["status"] == 401));
+    // The request id is recorded with the events the request appended.
+    let exported = crate::support::bindery(&dir.path().join("data"), &["export"]);
+    assert!(String::from_utf8_lossy(&exported.stdout).contains("\"request_id\":\"test-request-1\""));
+}
