@@ -111,6 +111,16 @@ pub enum Command {
         binding: BindingSid,
         reason: BindingRemoval,
     },
+    /// A push provider (through a sender, or a transport's verdict) says this address is no
+    /// longer valid: the binding of this service and type holding it, if any, is removed.
+    ReportInvalidAddress {
+        account: AccountSid,
+        service: ServiceSid,
+        binding_type: BindingType,
+        address: PushAddress,
+    },
+    /// Removes up to `limit` bindings, of any account, not refreshed since `older_than`.
+    ExpireStale { older_than: Timestamp, limit: u32 },
 }
 
 /// Registers a device for a user: an upsert on (user, endpoint, binding type).

@@ -288,3 +288,45 @@ fn a_v1_registration_is_upcast_with_a_derived_endpoint_and_every_message_type() 
     assert_eq!(endpoint, expected);
     assert_eq!(message_types, MessageTypes::all());
 }
+
+#[test]
+fn an_invalid_address_report_removes_the_binding_holding_it_and_nothing_else() {
+    let mut w = given(&[
+        |w| register(w, "alice", "phone", "tok-1"),
+        |w| register(w, "alice", "tablet", "tok-2"),
+    ]);
+    let report = |w: &World, address: &str, binding_type| Command::ReportInvalidAddress {
+        account: w.account,
+        service: w.service,
+        binding_type,
+        address: PushAddress::parse(address).unwrap(),
+    };
+    let decision = w.when(report(&w, "tok-1", BindingType::Apn)).unwrap();
+    assert_eq!(
+        decision.events.iter().map(|e| &e.event).collect::<Vec<_>>(),
+        [&Event::BindingDeleted { reason: BindingRemoval::TokenInvalid }]
+    );
+    assert!(w.when(report(&w, "tok-1", BindingType::Apn)).unwrap().events.is_empty());
+    assert!(w.when(report(&w, "tok-2", BindingType::Fcm)).unwrap().events.is_empty(), "type counts");
+    let left: Vec<_> = w.state.bindings().map(|b| b.address.as_str().to_owned()).collect();
+    assert_eq!(left, ["tok-2"]);
+}
+
+#[test]
+fn expiry_removes_only_bindings_not_refreshed_since_the_cutoff() {
+    // Both registered at 1000; the tablet is refreshed at 2000.
+    let mut w = given(&[
+        |w| register(w, "alice", "phone", "tok-1"),
+        |w| register(w, "alice", "tablet", "tok-2"),
+    ]);
+    w.when(register(&w, "alice", "tablet", "tok-2")).unwrap();
+    let decision = w
+        .when(Command::ExpireStale { older_than: Timestamp::from_unix(1_500), limit: 10 })
+        .unwrap();
+    assert_eq!(
+        decision.events.iter().map(|e| &e.event).collect::<Vec<_>>(),
+        [&Event::BindingDeleted { reason: BindingRemoval::Expired }]
+    );
+    let left: Vec<_> = w.state.bindings().map(|b| b.endpoint.as_str().to_owned()).collect();
+    assert_eq!(left, ["tablet"]);
+}

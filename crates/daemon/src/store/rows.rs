@@ -410,4 +410,12 @@ impl State for SqlState<'_> {
             service.as_str(),
         )
     }
+    fn stale_bindings(&self, older_than: Timestamp, limit: u32) -> rusqlite::Result<Vec<Binding>> {
+        let mut statement = self.0.prepare_cached(&format!(
+            "SELECT {BINDING_COLUMNS} FROM bindings WHERE date_updated < ?1 \
+             ORDER BY date_updated, sid LIMIT ?2"
+        ))?;
+        let rows = statement.query_map(rusqlite::params![older_than.unix(), limit], binding)?;
+        rows.collect()
+    }
 }
