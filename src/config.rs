@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use bindery_daemon::delivery::TransportSettings;
 use bindery_daemon::Synchronous;
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
@@ -23,6 +24,7 @@ pub struct Settings {
     pub storage: Storage,
     pub http: Http,
     pub bindings: Bindings,
+    pub delivery: Delivery,
     pub metrics: MetricsSettings,
     pub log: Log,
 }
@@ -46,6 +48,39 @@ pub struct Http {
 pub struct Bindings {
     /// The most bindings one user may hold; one more registration answers 409.
     pub per_user_limit: u32,
+    /// Bindings not refreshed (re-registered) for this long are expired.
+    #[serde(with = "humantime_serde")]
+    pub stale_after: Duration,
+    /// How often the sweeper looks for stale bindings.
+    #[serde(with = "humantime_serde")]
+    pub sweep_interval: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportName {
+    Log,
+    Desktop,
+    Webhook,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Delivery {
+    /// `log`, `desktop` (a desktop notification on the D-Bus session bus) or `webhook`.
+    pub transport: TransportName,
+    pub webhook: WebhookSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// Where each push is POSTed as JSON (required with `transport = "webhook"`).
+    pub url: Option<String>,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Further attempts after a 5xx answer or a network error.
+    pub retries: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -87,7 +122,19 @@ impl Default for Settings {
             http: Http {
                 body_limit: 64 * 1024,
             },
-            bindings: Bindings { per_user_limit: 20 },
+            bindings: Bindings {
+                per_user_limit: 20,
+                stale_after: Duration::from_secs(60 * 24 * 60 * 60),
+                sweep_interval: Duration::from_secs(60 * 60),
+            },
+            delivery: Delivery {
+                transport: TransportName::Log,
+                webhook: WebhookSettings {
+                    url: None,
+                    timeout: Duration::from_secs(5),
+                    retries: 2,
+                },
+            },
             metrics: MetricsSettings { listen: None },
             log: Log {
                 format: LogFormat::Pretty,
@@ -106,6 +153,21 @@ pub struct Flags {
 }
 
 impl Settings {
+    /// The transport `delivery` names, or why the settings do not make one.
+    pub fn transport(&self) -> Result<TransportSettings, String> {
+        Ok(match self.delivery.transport {
+            TransportName::Log => TransportSettings::Log,
+            TransportName::Desktop => TransportSettings::Desktop,
+            TransportName::Webhook => TransportSettings::Webhook {
+                url: self.delivery.webhook.url.clone().ok_or(
+                    "invalid setting delivery.webhook.url: required with delivery.transport = webhook",
+                )?,
+                timeout: self.delivery.webhook.timeout,
+                retries: self.delivery.webhook.retries,
+            },
+        })
+    }
+
     pub fn load(file: Option<&Path>, flags: &Flags) -> Result<Settings, String> {
         let mut figment = Figment::from(Serialized::defaults(Settings::default()));
         if let Some(file) = file {

@@ -262,6 +262,10 @@ fn init_logging(format: LogFormat, default_level: &str) {
 }
 
 fn serve(settings: Settings) -> anyhow::Result<()> {
+    // Checked before anything starts: a desktop transport without a session bus, or a webhook
+    // without a URL, is a start-up error.
+    let transport = settings.transport().map_err(anyhow::Error::msg)?;
+    let transport = bindery_daemon::delivery::transport(&transport).map_err(anyhow::Error::msg)?;
     actix_rt::System::new().block_on(async move {
         let mut options = DaemonOptions::new(settings.data_dir.clone());
         options.store = StoreOptions {
@@ -269,6 +273,9 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
             busy_timeout: settings.storage.busy_timeout,
         };
         options.group_commit = settings.storage.group_commit;
+        options.stale_after = settings.bindings.stale_after;
+        options.sweep_interval = settings.bindings.sweep_interval;
+        options.transport = transport;
         let daemon = Daemon::start(options).with_context(|| {
             format!(
                 "cannot open the database in {}",

@@ -5,7 +5,9 @@
 
 pub mod actors;
 pub mod clock;
+pub mod delivery;
 pub mod metrics;
+pub mod notifications;
 pub mod queries;
 pub mod secrets;
 pub mod sids;

@@ -23,6 +23,7 @@ pub struct Families {
     pub log_position: IntGauge,
     pub bindings: IntGaugeVec,
     pub auth_failures: IntCounter,
+    pub deliveries: IntCounterVec,
 }
 
 impl std::ops::Deref for Metrics {
@@ -141,6 +142,17 @@ impl Metrics {
                 IntCounter::new(
                     "bindery_auth_failures_total",
                     "Requests refused for missing or wrong credentials.",
+                )
+                .expect("valid metric"),
+            ),
+            deliveries: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "bindery_deliveries_total",
+                        "Pushes handed to a transport, by transport and outcome.",
+                    ),
+                    &["transport", "outcome"],
                 )
                 .expect("valid metric"),
             ),

@@ -304,3 +304,104 @@ impl ReadView<'_> {
         )
     }
 }
+
+/// Which events a history or feed page shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventFilter {
+    /// Every event of the account.
+    Account,
+    /// The events of one binding's stream.
+    Binding(ServiceSid, BindingSid),
+    /// The events of a user's stream and of every binding ever registered to the user.
+    User(ServiceSid, UserSid),
+}
+
+impl ReadView<'_> {
+    /// A page of an account's events in log order; the cursor is a position.
+    pub fn events(
+        &self,
+        account: &AccountSid,
+        filter: &EventFilter,
+        request: &PageRequest,
+    ) -> Result<Page<RecordedEvent>, StoreError> {
+        let position = |text: &String| text.parse::<i64>().unwrap_or(0);
+        let (cursor, order, key) = match &request.cursor {
+            Cursor::Start => ("AND position > ?4", "ASC", 0),
+            Cursor::After(p) => ("AND position > ?4", "ASC", position(p)),
+            Cursor::Before(p) => ("AND position < ?4", "DESC", position(p)),
+        };
+        let (condition, subject, service) = match filter {
+            EventFilter::Account => (
+                "?2 = ?2 AND ?3 = ?3".to_owned(),
+                String::new(),
+                String::new(),
+            ),
+            EventFilter::Binding(service, binding) => (
+                "stream = ?2 AND service_sid = ?3".to_owned(),
+                binding.to_string(),
+                service.to_string(),
+            ),
+            EventFilter::User(service, user) => (
+                "service_sid = ?3 AND (stream = ?2 OR stream IN (SELECT stream FROM events \
+                 WHERE type = 'BindingRegistered' AND json_extract(data, '$.user_sid') = ?2))"
+                    .to_owned(),
+                user.to_string(),
+                service.to_string(),
+            ),
+        };
+        let limit = request.size as i64 + 1;
+        let mut events = crate::store::log::select(
+            self.conn,
+            &format!("account_sid = ?1 AND {condition} {cursor}"),
+            &format!("ORDER BY position {order} LIMIT ?5"),
+            &[&account.as_str(), &subject, &service, &key, &limit],
+        )?
+        .iter()
+        .map(|stored| stored.decode())
+        .collect::<Result<Vec<_>, _>>()?;
+        let overflow = events.len() > request.size;
+        events.truncate(request.size);
+        Ok(match request.cursor {
+            Cursor::Before(_) => {
+                events.reverse();
+                Page {
+                    items: events,
+                    more: true,
+                }
+            }
+            _ => Page {
+                items: events,
+                more: overflow,
+            },
+        })
+    }
+
+    /// The newest user of a service ever created with this identity, even if since deleted.
+    pub fn user_ever(
+        &self,
+        account: &AccountSid,
+        service: &ServiceSid,
+        identity: &Identity,
+    ) -> Result<Option<UserSid>, StoreError> {
+        let found = crate::store::log::select(
+            self.conn,
+            "type = 'UserCreated' AND service_sid = ?1 AND json_extract(data, '$.identity') = ?2 \
+             AND account_sid = ?3",
+            "ORDER BY position DESC LIMIT 1",
+            &[&service.as_str(), &identity.as_str(), &account.as_str()],
+        )?;
+        Ok(found.first().and_then(|e| UserSid::parse(&e.stream).ok()))
+    }
+
+    /// Every binding of a user (at most the per-user limit), in creation order.
+    pub fn bindings_of_user(&self, user: &UserSid) -> Result<Vec<Binding>, StoreError> {
+        let mut statement = self.conn.prepare_cached(&format!(
+            "SELECT {} FROM bindings WHERE user_sid = ?1 ORDER BY sid",
+            rows::BINDING_COLUMNS
+        ))?;
+        let bindings = statement
+            .query_map([user.as_str()], rows::binding)?
+            .collect::<Result<_, _>>()?;
+        Ok(bindings)
+    }
+}

@@ -4,11 +4,16 @@
 use bindery_domain::SecretHash;
 use subtle::ConstantTimeEq;
 
-/// A new secret: 32 lowercase hex digits (128 random bits), the shape of a Twilio auth token.
-pub fn new_secret() -> String {
+/// 16 bytes from the operating system's randomness.
+pub fn random_bytes() -> [u8; 16] {
     let mut bytes = [0u8; 16];
     getrandom::getrandom(&mut bytes).expect("the operating system provides randomness");
-    hex::encode(bytes)
+    bytes
+}
+
+/// A new secret: 32 lowercase hex digits (128 random bits), the shape of a Twilio auth token.
+pub fn new_secret() -> String {
+    hex::encode(random_bytes())
 }
 
 /// Whether `secret` is the one `hash` was made from, in time independent of where they differ.

@@ -120,7 +120,10 @@ pub enum Command {
         address: PushAddress,
     },
     /// Removes up to `limit` bindings, of any account, not refreshed since `older_than`.
-    ExpireStale { older_than: Timestamp, limit: u32 },
+    ExpireStale {
+        older_than: Timestamp,
+        limit: u32,
+    },
 }
 
 /// Registers a device for a user: an upsert on (user, endpoint, binding type).

@@ -40,7 +40,11 @@ pub trait State {
     fn bindings_of_service(&self, service: &ServiceSid) -> Result<Vec<BindingSid>, Self::Error>;
     fn users_of_service(&self, service: &ServiceSid) -> Result<Vec<UserSid>, Self::Error>;
     /// Up to `limit` bindings last refreshed before `older_than`, oldest first.
-    fn stale_bindings(&self, older_than: Timestamp, limit: u32) -> Result<Vec<Binding>, Self::Error>;
+    fn stale_bindings(
+        &self,
+        older_than: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<Binding>, Self::Error>;
 }
 
 /// A source of fresh SIDs. The daemon's is monotonic, so that SID order is creation order.
@@ -339,7 +343,12 @@ pub fn decide<S: State>(state: &S, ids: &mut impl NewSids, command: &Command) ->
             })
         }
         Command::RegisterBinding(register) => d.register_binding(register),
-        Command::ReportInvalidAddress { account, service, binding_type, address } => {
+        Command::ReportInvalidAddress {
+            account,
+            service,
+            binding_type,
+            address,
+        } => {
             d.service(account, service)?;
             let holder = d
                 .state
@@ -348,25 +357,48 @@ pub fn decide<S: State>(state: &S, ids: &mut impl NewSids, command: &Command) ->
             let events = holder
                 .iter()
                 .map(|b| {
-                    pending(b.sid, *account, Some(*service), Event::BindingDeleted {
-                        reason: BindingRemoval::TokenInvalid,
-                    })
+                    pending(
+                        b.sid,
+                        *account,
+                        Some(*service),
+                        Event::BindingDeleted {
+                            reason: BindingRemoval::TokenInvalid,
+                        },
+                    )
                 })
                 .collect();
-            let subject = holder.map(|b| b.sid.to_string()).unwrap_or_else(|| service.to_string());
-            Ok(Decision { events, subject, created: false })
+            let subject = holder
+                .map(|b| b.sid.to_string())
+                .unwrap_or_else(|| service.to_string());
+            Ok(Decision {
+                events,
+                subject,
+                created: false,
+            })
         }
         Command::ExpireStale { older_than, limit } => {
-            let stale = d.state.stale_bindings(*older_than, *limit).map_err(Refusal::State)?;
+            let stale = d
+                .state
+                .stale_bindings(*older_than, *limit)
+                .map_err(Refusal::State)?;
             let events = stale
                 .iter()
                 .map(|b| {
-                    pending(b.sid, b.account_sid, Some(b.service_sid), Event::BindingDeleted {
-                        reason: BindingRemoval::Expired,
-                    })
+                    pending(
+                        b.sid,
+                        b.account_sid,
+                        Some(b.service_sid),
+                        Event::BindingDeleted {
+                            reason: BindingRemoval::Expired,
+                        },
+                    )
                 })
                 .collect();
-            Ok(Decision { events, subject: String::new(), created: false })
+            Ok(Decision {
+                events,
+                subject: String::new(),
+                created: false,
+            })
         }
         Command::DeleteBinding {
             account,

@@ -304,11 +304,27 @@ fn an_invalid_address_report_removes_the_binding_holding_it_and_nothing_else() {
     let decision = w.when(report(&w, "tok-1", BindingType::Apn)).unwrap();
     assert_eq!(
         decision.events.iter().map(|e| &e.event).collect::<Vec<_>>(),
-        [&Event::BindingDeleted { reason: BindingRemoval::TokenInvalid }]
+        [&Event::BindingDeleted {
+            reason: BindingRemoval::TokenInvalid
+        }]
     );
-    assert!(w.when(report(&w, "tok-1", BindingType::Apn)).unwrap().events.is_empty());
-    assert!(w.when(report(&w, "tok-2", BindingType::Fcm)).unwrap().events.is_empty(), "type counts");
-    let left: Vec<_> = w.state.bindings().map(|b| b.address.as_str().to_owned()).collect();
+    assert!(w
+        .when(report(&w, "tok-1", BindingType::Apn))
+        .unwrap()
+        .events
+        .is_empty());
+    assert!(
+        w.when(report(&w, "tok-2", BindingType::Fcm))
+            .unwrap()
+            .events
+            .is_empty(),
+        "type counts"
+    );
+    let left: Vec<_> = w
+        .state
+        .bindings()
+        .map(|b| b.address.as_str().to_owned())
+        .collect();
     assert_eq!(left, ["tok-2"]);
 }
 
@@ -321,12 +337,21 @@ fn expiry_removes_only_bindings_not_refreshed_since_the_cutoff() {
     ]);
     w.when(register(&w, "alice", "tablet", "tok-2")).unwrap();
     let decision = w
-        .when(Command::ExpireStale { older_than: Timestamp::from_unix(1_500), limit: 10 })
+        .when(Command::ExpireStale {
+            older_than: Timestamp::from_unix(1_500),
+            limit: 10,
+        })
         .unwrap();
     assert_eq!(
         decision.events.iter().map(|e| &e.event).collect::<Vec<_>>(),
-        [&Event::BindingDeleted { reason: BindingRemoval::Expired }]
+        [&Event::BindingDeleted {
+            reason: BindingRemoval::Expired
+        }]
     );
-    let left: Vec<_> = w.state.bindings().map(|b| b.endpoint.as_str().to_owned()).collect();
+    let left: Vec<_> = w
+        .state
+        .bindings()
+        .map(|b| b.endpoint.as_str().to_owned())
+        .collect();
     assert_eq!(left, ["tablet"]);
 }

@@ -211,6 +211,21 @@ impl Event {
         }
     }
 
+    /// The event's data as clients may see it (history, change feed): without secret hashes
+    /// or push credentials' secrets.
+    pub fn public_data(&self) -> Value {
+        let mut data = match serde_json::to_value(self) {
+            Ok(Value::Object(mut tagged)) => tagged.remove("data").unwrap_or_else(|| json!({})),
+            _ => json!({}),
+        };
+        if let Some(object) = data.as_object_mut() {
+            for secret in ["auth_token_hash", "secret_hash", "secrets"] {
+                object.remove(secret);
+            }
+        }
+        data
+    }
+
     /// Reads an event from the log, upcasting older schema versions to the current shape.
     pub fn decode(type_name: &str, version: u32, data: &str) -> Result<Event, DecodeError> {
         let bad = |reason: String| DecodeError::BadData {

@@ -10,6 +10,7 @@ pub mod entities;
 pub mod events;
 pub mod ids;
 pub mod memory;
+pub mod notify;
 pub mod projection;
 pub mod values;
 

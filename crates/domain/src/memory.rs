@@ -214,9 +214,16 @@ impl State for MemoryState {
             .map(|u| u.sid)
             .collect())
     }
-    fn stale_bindings(&self, older_than: Timestamp, limit: u32) -> Result<Vec<Binding>, Infallible> {
-        let mut stale: Vec<Binding> =
-            self.bindings().filter(|b| b.date_updated < older_than).cloned().collect();
+    fn stale_bindings(
+        &self,
+        older_than: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<Binding>, Infallible> {
+        let mut stale: Vec<Binding> = self
+            .bindings()
+            .filter(|b| b.date_updated < older_than)
+            .cloned()
+            .collect();
         stale.sort_by_key(|b| (b.date_updated, b.sid));
         stale.truncate(limit as usize);
         Ok(stale)

@@ -107,12 +107,19 @@ impl Api {
         if let Some(stored) = &committed.response {
             let status = StatusCode::from_u16(stored.status)
                 .map_err(|_| ApiError::internal("a remembered answer with a bad status"))?;
+            if stored.body.is_empty() {
+                return Ok(HttpResponse::build(status).finish());
+            }
             return Ok(HttpResponse::build(status)
                 .content_type("application/json")
                 .body(stored.body.clone()));
         }
         let (status, body) = answer(&committed)?;
-        Ok(HttpResponse::build(status).json(body))
+        Ok(if status == StatusCode::NO_CONTENT {
+            HttpResponse::NoContent().finish()
+        } else {
+            HttpResponse::build(status).json(body)
+        })
     }
 
     fn idempotency_key(&self) -> Result<Option<String>, ApiError> {

@@ -133,7 +133,7 @@ fn binding_types(values: Vec<&str>) -> Result<Vec<BindingType>, ApiError> {
         .collect()
 }
 
-fn invalid_binding_type(value: &str) -> ApiError {
+pub fn invalid_binding_type(value: &str) -> ApiError {
     ApiError::new(
         actix_web::http::StatusCode::BAD_REQUEST,
         50209,
@@ -190,7 +190,7 @@ async fn list_service_bindings(
         &kept(&params, &["BindingType", "Identity"]),
         &paging,
         &page,
-        |b| b.sid.as_str(),
+        |b| b.sid.to_string(),
         |b| render_service_binding(b, &api.origin),
     );
     Ok(HttpResponse::Ok().json(body))
@@ -260,7 +260,7 @@ async fn list_user_bindings(
         &kept(&params, &["BindingType"]),
         &paging,
         &page,
-        |b| b.sid.as_str(),
+        |b| b.sid.to_string(),
         |b| render_user_binding(b, &api.origin),
     );
     Ok(HttpResponse::Ok().json(body))

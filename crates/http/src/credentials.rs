@@ -87,7 +87,7 @@ async fn list(api: Api, request: HttpRequest) -> Result<HttpResponse, ApiError> 
         &[],
         &paging,
         &page,
-        |c| c.sid.as_str(),
+        |c| c.sid.to_string(),
         |c| render(c, &api.origin),
     );
     Ok(HttpResponse::Ok().json(body))

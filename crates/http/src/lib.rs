@@ -10,6 +10,8 @@ pub mod bindings;
 pub mod credentials;
 pub mod error;
 pub mod form;
+pub mod history;
+pub mod notifications;
 pub mod observe;
 pub mod openapi;
 pub mod operations;
@@ -82,6 +84,9 @@ fn api_routes(routes: &mut Routes) {
     services::routes(routes);
     credentials::routes(routes);
     users::routes(routes);
+    // Before the bindings, whose `/Bindings/{Sid}` would otherwise take `/Bindings/Feedback`.
+    notifications::routes(routes);
+    history::routes(routes);
     bindings::routes(routes);
 }
 
@@ -116,32 +121,34 @@ pub fn request_id(request: &HttpRequest) -> Option<String> {
         .map(|id| id.0.clone())
 }
 
-/// No route matched: 405 when the path exists under other methods, else 404.
-async fn not_found(request: HttpRequest) -> Result<HttpResponse, ApiError> {
-    static TEMPLATES: std::sync::OnceLock<Vec<(String, actix_web::dev::ResourceDef)>> =
-        std::sync::OnceLock::new();
-    let templates = TEMPLATES.get_or_init(|| {
-        served_routes()
-            .into_iter()
-            .map(|(method, path)| (method, actix_web::dev::ResourceDef::new(path)))
-            .collect()
-    });
+/// The (method, path template) pairs one server registered, for its 404/405 answers.
+struct RouteTable(Vec<(String, actix_web::dev::ResourceDef)>);
+
+impl RouteTable {
+    fn of(register: fn(&mut Routes)) -> RouteTable {
+        let mut list = Vec::new();
+        register(&mut Routes::List(&mut list));
+        RouteTable(
+            list.into_iter()
+                .map(|(method, path)| (method, actix_web::dev::ResourceDef::new(path)))
+                .collect(),
+        )
+    }
+}
+
+/// No route matched: 405 when this server serves the path under other methods, else 404.
+async fn not_found(request: HttpRequest, table: web::Data<RouteTable>) -> Result<HttpResponse, ApiError> {
     let path = request.path();
-    let allowed: Vec<String> = templates
+    let allowed: Vec<String> = table
+        .0
         .iter()
         .filter(|(_, template)| template.is_match(path))
         .map(|(method, _)| method.clone())
         .collect();
     if allowed.is_empty() {
-        Err(ApiError::not_found(format!(
-            "The requested resource {path} was not found"
-        )))
+        Err(ApiError::not_found(format!("The requested resource {path} was not found")))
     } else {
-        Err(ApiError::method_not_allowed(
-            request.method().as_str(),
-            path,
-            allowed,
-        ))
+        Err(ApiError::method_not_allowed(request.method().as_str(), path, allowed))
     }
 }
 
@@ -155,22 +162,17 @@ pub fn serve(
 ) -> std::io::Result<Vec<Server>> {
     let daemon = web::Data::new(daemon);
     let app_settings = web::Data::new(settings.clone());
-    let separate = operations.is_some();
+    let register: fn(&mut Routes) = if operations.is_some() { api_routes } else { all_routes };
+    let api_table = web::Data::new(RouteTable::of(register));
     let (api_daemon, api_settings) = (daemon.clone(), app_settings.clone());
     let api = HttpServer::new(move || {
         App::new()
             .app_data(api_daemon.clone())
             .app_data(api_settings.clone())
             .app_data(web::PayloadConfig::new(api_settings.body_limit))
+            .app_data(api_table.clone())
             .wrap(actix_web::middleware::from_fn(observe::observe))
-            .configure(|config| {
-                let mut routes = Routes::Register(config);
-                if separate {
-                    api_routes(&mut routes);
-                } else {
-                    all_routes(&mut routes);
-                }
-            })
+            .configure(|config| register(&mut Routes::Register(config)))
             .default_service(web::to(not_found))
     });
     // The binary owns signal handling, so that it is in place before it says it listens.
@@ -181,10 +183,12 @@ pub fn serve(
         .listen(listener)?
         .run()];
     if let Some(listener) = operations {
+        let table = web::Data::new(RouteTable::of(operations::routes));
         let operators = HttpServer::new(move || {
             App::new()
                 .app_data(daemon.clone())
                 .app_data(app_settings.clone())
+                .app_data(table.clone())
                 .wrap(actix_web::middleware::from_fn(observe::observe))
                 .configure(|config| operations::routes(&mut Routes::Register(config)))
                 .default_service(web::to(not_found))

@@ -75,7 +75,7 @@ pub fn envelope<T>(
     filters: &[(&str, String)],
     paging: &Paging,
     page: &Page<T>,
-    sid: impl Fn(&T) -> &str,
+    cursor: impl Fn(&T) -> String,
     render: impl Fn(&T) -> Value,
 ) -> Value {
     let url = |page_number: u64, token: Option<String>| {
@@ -90,13 +90,13 @@ pub fn envelope<T>(
     };
     let next = match page.items.last() {
         Some(last) if page.more => {
-            Value::String(url(paging.page + 1, Some(format!("PA{}", sid(last)))))
+            Value::String(url(paging.page + 1, Some(format!("PA{}", cursor(last)))))
         }
         _ => Value::Null,
     };
     let previous = match page.items.first() {
         Some(first) if paging.page > 0 => {
-            Value::String(url(paging.page - 1, Some(format!("PB{}", sid(first)))))
+            Value::String(url(paging.page - 1, Some(format!("PB{}", cursor(first)))))
         }
         _ => Value::Null,
     };

@@ -79,7 +79,7 @@ async fn list(api: Api, request: HttpRequest) -> Result<HttpResponse, ApiError> 
         &[],
         &paging,
         &page,
-        |s| s.sid.as_str(),
+        |s| s.sid.to_string(),
         |s| render(s, &api.origin),
     );
     Ok(HttpResponse::Ok().json(body))

@@ -133,7 +133,7 @@ async fn list(
         &[],
         &paging,
         &page,
-        |u| u.sid.as_str(),
+        |u| u.sid.to_string(),
         |u| render(u, None, &api.origin),
     );
     Ok(HttpResponse::Ok().json(body))

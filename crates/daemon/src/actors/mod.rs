@@ -1,6 +1,7 @@
 //! The actors around the store, and [`Daemon`], the handle the HTTP adapter talks to.
 
 mod reader;
+mod sweeper;
 mod writer;
 
 use std::path::PathBuf;
@@ -10,9 +11,11 @@ use std::time::Duration;
 use actix::prelude::*;
 
 pub use reader::{Read, Reader};
+pub use sweeper::{Sweep, Sweeper};
 pub use writer::{Close, Execute, Probe, Writer};
 
 use crate::clock::{Clock, SystemClock};
+use crate::delivery::{Deliver, Dispatcher, LogTransport, Outcome, Push, Transport};
 use crate::metrics::Metrics;
 use crate::queries::ReadView;
 use crate::store::{self, Committed, Envelope, Store, StoreError, StoreOptions, WriteError};
@@ -25,6 +28,13 @@ pub struct DaemonOptions {
     pub readers: usize,
     pub clock: Arc<dyn Clock>,
     pub metrics: Metrics,
+    pub transport: Arc<dyn Transport>,
+    /// Threads delivering pushes at once.
+    pub dispatchers: usize,
+    /// Bindings not refreshed for this long are expired.
+    pub stale_after: Duration,
+    /// How often the sweeper looks for stale bindings.
+    pub sweep_interval: Duration,
 }
 
 impl DaemonOptions {
@@ -36,6 +46,10 @@ impl DaemonOptions {
             readers: 2,
             clock: Arc::new(SystemClock),
             metrics: Metrics::new(),
+            transport: Arc::new(LogTransport),
+            dispatchers: 4,
+            stale_after: Duration::from_secs(60 * 24 * 60 * 60),
+            sweep_interval: Duration::from_secs(60 * 60),
         }
     }
 }
@@ -47,6 +61,9 @@ pub struct Daemon {
     readers: Addr<Reader>,
     clock: Arc<dyn Clock>,
     metrics: Metrics,
+    dispatcher: Addr<Dispatcher>,
+    sweeper: Addr<Sweeper>,
+    positions: tokio::sync::watch::Receiver<i64>,
 }
 
 impl Daemon {
@@ -71,9 +88,27 @@ impl Daemon {
         let group_commit = options.group_commit;
         let writer_clock = clock.clone();
         let writer_metrics = metrics.clone();
+        let (position_sender, positions) = tokio::sync::watch::channel(store.log_position()?);
         let writer = Writer::start_in_arbiter(&Arbiter::new().handle(), move |_| {
-            Writer::new(store, writer_clock, writer_metrics, group_commit)
+            Writer::new(
+                store,
+                writer_clock,
+                writer_metrics,
+                group_commit,
+                position_sender,
+            )
         });
+        let (transport, dispatch_metrics) = (options.transport.clone(), metrics.clone());
+        let dispatcher = SyncArbiter::start(options.dispatchers.max(1), move || {
+            Dispatcher::new(transport.clone(), dispatch_metrics.clone())
+        });
+        let sweeper = Sweeper::new(
+            writer.clone(),
+            clock.clone(),
+            options.stale_after,
+            options.sweep_interval,
+        )
+        .start();
         let busy_timeout = options.store.busy_timeout;
         let readers = SyncArbiter::start(options.readers.max(1), move || {
             // Opening worked a moment ago; if it fails now, the reader restarts and retries.
@@ -86,6 +121,9 @@ impl Daemon {
             readers,
             clock,
             metrics,
+            dispatcher,
+            sweeper,
+            positions,
         })
     }
 
@@ -128,6 +166,31 @@ impl Daemon {
             )),
             Err(e) => Err(format!("the database is not readable: {e}")),
         }
+    }
+
+    /// Hands one push to a dispatcher thread and waits for the transport's answer.
+    pub async fn deliver(&self, push: Push) -> Outcome {
+        self.dispatcher
+            .send(Deliver(push))
+            .await
+            .unwrap_or_else(|_| Outcome::Failed("the dispatcher is not running".into()))
+    }
+
+    /// Expires what is stale now (the sweeper also does this on its own schedule).
+    pub async fn sweep(&self) -> u64 {
+        self.sweeper.send(Sweep).await.unwrap_or(0)
+    }
+
+    /// Waits until the log grows past `position`, or `timeout` passes; answers the newest
+    /// position if it grew.
+    pub async fn wait_past(&self, position: i64, timeout: Duration) -> Option<i64> {
+        let mut positions = self.positions.clone();
+        let newest =
+            match tokio::time::timeout(timeout, positions.wait_for(|&n| n > position)).await {
+                Ok(Ok(newest)) => Some(*newest),
+                _ => None,
+            };
+        newest
     }
 
     /// Commits what is pending and closes the database cleanly.

@@ -24,17 +24,26 @@ pub struct Writer {
     store: Store,
     clock: Arc<dyn Clock>,
     metrics: Metrics,
+    /// The newest log position, for long-polling readers of the change feed.
+    positions: tokio::sync::watch::Sender<i64>,
     group_commit: bool,
     pending: Vec<(Envelope, Reply)>,
     flush_scheduled: bool,
 }
 
 impl Writer {
-    pub fn new(store: Store, clock: Arc<dyn Clock>, metrics: Metrics, group_commit: bool) -> Self {
+    pub fn new(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        metrics: Metrics,
+        group_commit: bool,
+        positions: tokio::sync::watch::Sender<i64>,
+    ) -> Self {
         Writer {
             store,
             clock,
             metrics,
+            positions,
             group_commit,
             pending: Vec::new(),
             flush_scheduled: false,
@@ -49,6 +58,15 @@ impl Writer {
             let started = std::time::Instant::now();
             let results = self.store.execute(&envelopes, self.clock.now());
             self.measure(started.elapsed(), &results);
+            let newest = results
+                .iter()
+                .flatten()
+                .filter_map(|c| c.events.last())
+                .map(|e| e.position)
+                .max();
+            if let Some(newest) = newest {
+                self.positions.send_replace(newest);
+            }
             for (reply, result) in replies.into_iter().zip(results) {
                 // A caller that went away (client disconnected) needs no answer; its write
                 // stands, as it would had the answer been lost on the wire.

@@ -72,6 +72,22 @@ fn stored(r: &rusqlite::Row) -> rusqlite::Result<StoredEvent> {
     })
 }
 
+/// The events matching `condition` (SQL over the events table, with `params`), in the order
+/// and number `tail` gives (e.g. `ORDER BY position LIMIT 51`).
+pub fn select(
+    conn: &Connection,
+    condition: &str,
+    tail: &str,
+    params: &[&dyn rusqlite::ToSql],
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let mut statement =
+        conn.prepare_cached(&format!("{SELECT_EVENTS} WHERE {condition} {tail}"))?;
+    let events = statement
+        .query_map(params, stored)?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(events)
+}
+
 /// Calls `each` on every event after `after`, oldest first, without holding them all in memory.
 pub fn for_each(
     conn: &Connection,

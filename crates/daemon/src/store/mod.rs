@@ -5,7 +5,7 @@
 //! hears of success only after that transaction commits.
 
 mod idempotency;
-mod log;
+pub mod log;
 mod replay;
 pub mod rows;
 mod schema;

@@ -128,6 +128,14 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX idempotency_keys_by_age ON idempotency_keys (created_at);
     "#,
+    // 3: history by user: the bindings registered to a user, and users by identity, both
+    // still found after their rows are gone.
+    r#"
+    CREATE INDEX events_registered_to ON events (json_extract(data, '$.user_sid'))
+        WHERE type = 'BindingRegistered';
+    CREATE INDEX events_user_identity ON events (service_sid, json_extract(data, '$.identity'))
+        WHERE type = 'UserCreated';
+    "#,
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

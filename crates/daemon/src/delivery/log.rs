@@ -1,0 +1,25 @@
+//! `log`: one structured log line per push, the default. The address is shortened.
+
+use super::{Outcome, Push, Transport};
+
+pub struct LogTransport;
+
+impl Transport for LogTransport {
+    fn name(&self) -> &'static str {
+        "log"
+    }
+
+    fn deliver(&self, push: &Push) -> Outcome {
+        tracing::info!(
+            binding_sid = %push.binding_sid,
+            binding_type = push.binding_type.as_str(),
+            address = %push.address.redacted(),
+            identity = push.identity.as_str(),
+            message_type = push.message_type.as_str(),
+            title = push.title.as_deref().unwrap_or(""),
+            body = %push.body,
+            "push"
+        );
+        Outcome::Delivered
+    }
+}

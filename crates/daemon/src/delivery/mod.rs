@@ -1,0 +1,125 @@
+//! Delivery: a push for one binding goes to the configured transport, one module each
+//! (`log`, `desktop`, `webhook`), from the dispatcher actors' threads, never from an HTTP
+//! worker. A transport answers delivered, failed, or unregistered (the provider says the token
+//! is dead, which removes the binding as feedback does).
+
+mod desktop;
+mod log;
+mod webhook;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use bindery_domain::{
+    BindingSid, BindingType, CredentialSid, Identity, MessageType, PushAddress, ServiceSid,
+};
+use serde::Serialize;
+
+use crate::metrics::Metrics;
+
+pub use desktop::Desktop;
+pub use log::LogTransport;
+pub use webhook::Webhook;
+
+/// One push to one device.
+#[derive(Debug, Clone, Serialize)]
+pub struct Push {
+    pub binding_sid: BindingSid,
+    pub binding_type: BindingType,
+    pub address: PushAddress,
+    pub credential_sid: Option<CredentialSid>,
+    pub service_sid: ServiceSid,
+    pub identity: Identity,
+    #[serde(rename = "type")]
+    pub message_type: MessageType,
+    pub title: Option<String>,
+    pub body: String,
+    pub sound: Option<String>,
+    pub data: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Delivered,
+    Failed(String),
+    /// The provider no longer knows the token.
+    Unregistered(String),
+}
+
+impl Outcome {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Delivered => "delivered",
+            Outcome::Failed(_) => "failed",
+            Outcome::Unregistered(_) => "unregistered",
+        }
+    }
+}
+
+pub trait Transport: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+    /// Delivers one push, blocking until the transport has an answer.
+    fn deliver(&self, push: &Push) -> Outcome;
+}
+
+/// Which transport `delivery.transport` names, with its settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransportSettings {
+    Log,
+    Desktop,
+    Webhook {
+        url: String,
+        timeout: Duration,
+        retries: u32,
+    },
+}
+
+/// Builds the configured transport, checking at start-up what it needs (a session bus for
+/// `desktop`, an http(s) URL for `webhook`).
+pub fn transport(settings: &TransportSettings) -> Result<Arc<dyn Transport>, String> {
+    Ok(match settings {
+        TransportSettings::Log => Arc::new(LogTransport),
+        TransportSettings::Desktop => Arc::new(Desktop::connect()?),
+        TransportSettings::Webhook {
+            url,
+            timeout,
+            retries,
+        } => Arc::new(Webhook::new(url, *timeout, *retries)?),
+    })
+}
+
+/// A pool of threads that deliver pushes, so that a slow provider never holds an HTTP worker.
+pub struct Dispatcher {
+    transport: Arc<dyn Transport>,
+    metrics: Metrics,
+}
+
+impl Dispatcher {
+    pub fn new(transport: Arc<dyn Transport>, metrics: Metrics) -> Self {
+        Dispatcher { transport, metrics }
+    }
+}
+
+impl Actor for Dispatcher {
+    type Context = SyncContext<Self>;
+}
+
+pub struct Deliver(pub Push);
+
+impl Message for Deliver {
+    type Result = Outcome;
+}
+
+impl Handler<Deliver> for Dispatcher {
+    type Result = MessageResult<Deliver>;
+
+    fn handle(&mut self, Deliver(push): Deliver, _: &mut Self::Context) -> Self::Result {
+        let outcome = self.transport.deliver(&push);
+        self.metrics
+            .deliveries
+            .with_label_values(&[self.transport.name(), outcome.label()])
+            .inc();
+        MessageResult(outcome)
+    }
+}

@@ -1,0 +1,156 @@
+//! Notify: fan a message out to the bindings of the named users whose message types hold its
+//! type, where the service enables that type, through the configured transport; remove the
+//! bindings a transport reports unregistered, as provider feedback does.
+
+use bindery_domain::notify::{configured, default_template, render, Variables};
+use bindery_domain::*;
+
+use crate::delivery::{Outcome, Push};
+use crate::store::{Envelope, WriteError};
+use crate::Daemon;
+
+#[derive(Debug, Clone)]
+pub struct NotifyRequest {
+    pub account: AccountSid,
+    pub service: ServiceSid,
+    pub identities: Vec<Identity>,
+    pub message_type: MessageType,
+    /// The text; without it the service's template for the type is rendered.
+    pub body: Option<String>,
+    pub title: Option<String>,
+    pub sound: Option<String>,
+    pub data: Option<serde_json::Value>,
+    pub variables: Variables,
+    pub request_id: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub binding_sid: BindingSid,
+    pub binding_type: BindingType,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Clone)]
+pub struct NotifyReport {
+    /// Whether the service sends pushes of this type at all.
+    pub enabled: bool,
+    pub deliveries: Vec<Delivery>,
+}
+
+impl Daemon {
+    pub async fn notify(&self, request: NotifyRequest) -> Result<NotifyReport, WriteError> {
+        let (account, service, identities) =
+            (request.account, request.service, request.identities.clone());
+        let sender = request.variables.user.clone();
+        let (service_row, targets, sender_name) = self
+            .read(move |view| {
+                let Some(service_row) = view.service(&account, &service)? else {
+                    return Ok((None, Vec::new(), None));
+                };
+                let mut targets = Vec::new();
+                for identity in &identities {
+                    if let Some(user) =
+                        view.user(&account, &service, &UserRef::Identity(identity.clone()))?
+                    {
+                        for binding in view.bindings_of_user(&user.sid)? {
+                            let credential_missing = match &binding.credential_sid {
+                                Some(credential) => {
+                                    view.credential(&account, credential)?.is_none()
+                                }
+                                None => false,
+                            };
+                            targets.push((binding, credential_missing));
+                        }
+                    }
+                }
+                let sender_name = match Identity::parse(&sender) {
+                    Ok(identity) => view
+                        .user(&account, &service, &UserRef::Identity(identity))?
+                        .and_then(|u| u.friendly_name),
+                    Err(_) => None,
+                };
+                Ok((Some(service_row), targets, sender_name))
+            })
+            .await?;
+        let service_row = service_row.ok_or(DomainError::ServiceNotFound(service))?;
+        let notifications = &service_row.settings.notifications;
+        if !notifications.enabled(request.message_type) {
+            return Ok(NotifyReport {
+                enabled: false,
+                deliveries: Vec::new(),
+            });
+        }
+        let (template, template_sound) = configured(notifications, request.message_type);
+        let mut variables = request.variables.clone();
+        if variables.user_friendly_name.is_empty() {
+            variables.user_friendly_name = sender_name.unwrap_or_else(|| variables.user.clone());
+        }
+        let body = request.body.clone().unwrap_or_else(|| {
+            render(
+                template.unwrap_or(default_template(request.message_type)),
+                &variables,
+            )
+        });
+        let sound = request.sound.clone().or(template_sound.map(str::to_owned));
+        let title = request
+            .title
+            .clone()
+            .or_else(|| Some(service_row.friendly_name.clone()));
+
+        let pending = targets
+            .into_iter()
+            .filter(|(binding, _)| binding.message_types.contains(request.message_type))
+            .map(|(binding, credential_missing)| {
+                let push = Push {
+                    binding_sid: binding.sid,
+                    binding_type: binding.binding_type,
+                    address: binding.address.clone(),
+                    credential_sid: binding.credential_sid,
+                    service_sid: service,
+                    identity: binding.identity.clone(),
+                    message_type: request.message_type,
+                    title: title.clone(),
+                    body: body.clone(),
+                    sound: sound.clone(),
+                    data: request.data.clone(),
+                };
+                async move {
+                    let outcome = match (credential_missing, &push.credential_sid) {
+                        (true, Some(credential)) => {
+                            Outcome::Failed(format!("credential {credential} missing"))
+                        }
+                        _ => self.deliver(push.clone()).await,
+                    };
+                    (push, outcome)
+                }
+            });
+        let delivered = futures_util::future::join_all(pending).await;
+        let mut deliveries = Vec::with_capacity(delivered.len());
+        for (push, outcome) in delivered {
+            if let Outcome::Unregistered(_) = outcome {
+                let command = Command::ReportInvalidAddress {
+                    account,
+                    service,
+                    binding_type: push.binding_type,
+                    address: push.address.clone(),
+                };
+                let envelope = Envelope {
+                    command,
+                    request_id: request.request_id.clone(),
+                    idempotency: None,
+                };
+                self.execute(envelope).await?;
+            }
+            deliveries.push(Delivery {
+                binding_sid: push.binding_sid,
+                binding_type: push.binding_type,
+                outcome,
+            });
+        }
+        Ok(NotifyReport {
+            enabled: true,
+            deliveries,
+        })
+    }
+}

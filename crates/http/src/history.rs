@@ -1,0 +1,173 @@
+//! [EXT] History and the change feed: the events that shaped a binding or a user (still
+//! answered after they are gone), and an account's events after a position, long-polled.
+//! Event data is shown without secrets (see `Event::public_data`).
+
+use std::time::Duration;
+
+use actix_web::http::Method;
+use actix_web::{web, HttpRequest, HttpResponse};
+use bindery_daemon::queries::{Cursor, EventFilter, Page, PageRequest};
+use bindery_domain::*;
+use serde_json::{json, Value};
+
+use crate::api::{found, path_sid, Api};
+use crate::error::ApiError;
+use crate::form::query;
+use crate::paging::{envelope, Paging};
+use crate::Routes;
+
+const MAX_PAGE_SIZE: usize = 1000;
+/// The longest a change-feed request waits for new events, in seconds.
+const MAX_WAIT: u64 = 30;
+
+pub fn routes(routes: &mut Routes) {
+    routes
+        .add(
+            Method::GET,
+            "/v2/Services/{ServiceSid}/Bindings/{Sid}/History",
+            binding_history,
+        )
+        .add(
+            Method::GET,
+            "/v2/Services/{ServiceSid}/Users/{UserSid}/History",
+            user_history,
+        )
+        .add(Method::GET, "/v2/Events", feed);
+}
+
+pub fn render(event: &RecordedEvent) -> Value {
+    json!({
+        "position": event.position,
+        "sid": event.stream,
+        "type": event.event.type_name(),
+        "date_created": event.recorded_at.to_string(),
+        "service_sid": event.service_sid,
+        "data": event.event.public_data(),
+        "request_id": event.request_id,
+    })
+}
+
+async fn history_page(
+    api: &Api,
+    request: &HttpRequest,
+    base: String,
+    filter: EventFilter,
+) -> Result<HttpResponse, ApiError> {
+    let paging = Paging::parse(&query(request)?, MAX_PAGE_SIZE)?;
+    let page_request = paging.request.clone();
+    let page = api
+        .read(move |view, account| view.events(account, &filter, &page_request))
+        .await?;
+    Ok(HttpResponse::Ok().json(envelope(
+        &api.url(&base),
+        "events",
+        &[],
+        &paging,
+        &page,
+        |e| e.position.to_string(),
+        render,
+    )))
+}
+
+async fn service_exists(api: &Api, service: ServiceSid) -> Result<(), ApiError> {
+    let row = api
+        .read(move |view, account| view.service(account, &service))
+        .await?;
+    found(row, DomainError::ServiceNotFound(service)).map(|_| ())
+}
+
+async fn binding_history(
+    api: Api,
+    request: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let service: ServiceSid = path_sid(&path.0)?;
+    let binding: BindingSid = path_sid(&path.1)?;
+    service_exists(&api, service).await?;
+    let base = format!("/v2/Services/{service}/Bindings/{binding}/History");
+    history_page(&api, &request, base, EventFilter::Binding(service, binding)).await
+}
+
+/// A user by SID, or the newest user ever created with that identity.
+async fn user_history(
+    api: Api,
+    request: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let service: ServiceSid = path_sid(&path.0)?;
+    service_exists(&api, service).await?;
+    let user = match UserRef::parse(&path.1)? {
+        UserRef::Sid(sid) => sid,
+        UserRef::Identity(identity) => {
+            let name = identity.as_str().to_owned();
+            let sid = api
+                .read(move |view, account| view.user_ever(account, &service, &identity))
+                .await?;
+            found(sid, DomainError::UserNotFound(name))?
+        }
+    };
+    let base = format!("/v2/Services/{service}/Users/{user}/History");
+    history_page(&api, &request, base, EventFilter::User(service, user)).await
+}
+
+/// `After` (a position, default 0), `Wait` (seconds to wait for an event when there is none
+/// yet, at most 30) and `PageSize`. `meta.next_after` is where the next request starts.
+async fn feed(api: Api, request: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let params = query(&request)?;
+    let number = |name: &str| -> Result<u64, ApiError> {
+        params
+            .one(name)?
+            .map(|v| {
+                v.parse::<u64>().map_err(|_| {
+                    ApiError::bad_parameter(format!(
+                        "{name} must be a non-negative integer, not {v:?}"
+                    ))
+                })
+            })
+            .transpose()
+            .map(|v| v.unwrap_or(0))
+    };
+    let after = i64::try_from(number("After")?)
+        .map_err(|_| ApiError::bad_parameter("After is too large"))?;
+    let wait = Duration::from_secs(number("Wait")?.min(MAX_WAIT));
+    let paging = Paging::parse(&params, MAX_PAGE_SIZE)?;
+    let size = paging.request.size;
+    let page_request = PageRequest {
+        cursor: Cursor::After(after.to_string()),
+        size,
+    };
+    let read = || {
+        let page_request = page_request.clone();
+        api.read(move |view, account| view.events(account, &EventFilter::Account, &page_request))
+    };
+    let mut page: Page<RecordedEvent> = read().await?;
+    // Nothing yet: wait for the log to grow. Another account's events wake this too, so wait
+    // again, past them, until this account's arrive or the time is up.
+    let deadline = std::time::Instant::now() + wait;
+    let mut seen = after;
+    while page.items.is_empty() {
+        let remaining = deadline.saturating_duration_since(std::time::Instant::now());
+        match api.daemon.wait_past(seen, remaining).await {
+            Some(newest) if !remaining.is_zero() => {
+                seen = newest;
+                page = read().await?;
+            }
+            _ => break,
+        }
+    }
+    let next_after = page.items.last().map_or(after, |e| e.position);
+    let url = |after: i64| api.url(&format!("/v2/Events?After={after}&PageSize={size}"));
+    Ok(HttpResponse::Ok().json(json!({
+        "meta": {
+            "page": 0,
+            "page_size": size,
+            "first_page_url": url(0),
+            "previous_page_url": null,
+            "url": url(after),
+            "next_page_url": if page.more { Value::String(url(next_after)) } else { Value::Null },
+            "next_after": next_after,
+            "key": "events",
+        },
+        "events": page.items.iter().map(render).collect::<Vec<_>>(),
+    })))
+}

@@ -1,0 +1,157 @@
+//! [EXT] Provider feedback (`POST /v2/Services/{ServiceSid}/Bindings/Feedback`) and notify
+//! (`POST /v2/Services/{ServiceSid}/Notifications`).
+
+use actix_web::http::{Method, StatusCode};
+use actix_web::{web, HttpResponse};
+use bindery_daemon::delivery::Outcome;
+use bindery_daemon::notifications::NotifyRequest;
+use bindery_domain::notify::Variables;
+use bindery_domain::*;
+use serde_json::{json, Value};
+
+use crate::api::{path_sid, Api};
+use crate::error::ApiError;
+use crate::form::FormBody;
+use crate::Routes;
+
+pub fn routes(routes: &mut Routes) {
+    routes
+        .add(
+            Method::POST,
+            "/v2/Services/{ServiceSid}/Bindings/Feedback",
+            feedback,
+        )
+        .add(
+            Method::POST,
+            "/v2/Services/{ServiceSid}/Notifications",
+            notify,
+        );
+}
+
+const FEEDBACK_REASONS: [&str; 3] = ["unregistered", "invalid", "expired"];
+
+/// A sender reports a token the provider rejected: the binding holding it is removed with
+/// reason `token_invalid`. 204 whether or not one held it.
+async fn feedback(
+    api: Api,
+    path: web::Path<String>,
+    FormBody(form): FormBody,
+) -> Result<HttpResponse, ApiError> {
+    let service: ServiceSid = path_sid(&path)?;
+    let binding_type = match form.one("BindingType")? {
+        None => return Err(ApiError::bad_parameter("BindingType is required")),
+        Some(value) => {
+            BindingType::parse(value).ok_or_else(|| crate::bindings::invalid_binding_type(value))?
+        }
+    };
+    let address = PushAddress::parse(form.one("Address")?.unwrap_or(""))?;
+    if let Some(reason) = form.one("Reason")? {
+        if !FEEDBACK_REASONS.contains(&reason) {
+            return Err(ApiError::bad_parameter(format!(
+                "Reason {reason:?} is not one of {}",
+                FEEDBACK_REASONS.join(", ")
+            )));
+        }
+    }
+    let command = Command::ReportInvalidAddress {
+        account: api.account,
+        service,
+        binding_type,
+        address,
+    };
+    api.commit(command, |_| Ok((StatusCode::NO_CONTENT, Value::Null)))
+        .await
+}
+
+async fn notify(
+    api: Api,
+    path: web::Path<String>,
+    FormBody(form): FormBody,
+) -> Result<HttpResponse, ApiError> {
+    let service: ServiceSid = path_sid(&path)?;
+    let identities = form
+        .all("Identity")
+        .into_iter()
+        .map(Identity::parse)
+        .collect::<Result<Vec<_>, _>>()?;
+    if identities.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            50204,
+            "Identity is required",
+        ));
+    }
+    let message_type = match form.one("Type")? {
+        None => MessageType::NewMessage,
+        Some(value) => MessageType::parse(value).ok_or_else(|| {
+            ApiError::bad_parameter(format!(
+                "Type {value:?} is not one of {}",
+                MessageType::ALLOWED
+            ))
+        })?,
+    };
+    let data = match form.one("Data")? {
+        None => None,
+        Some(text) => match serde_json::from_str::<Value>(text) {
+            Ok(object @ Value::Object(_)) => Some(object),
+            _ => return Err(ApiError::bad_parameter("Data must be a JSON object")),
+        },
+    };
+    let variable =
+        |name: &str| -> Result<String, ApiError> { Ok(form.string(name)?.unwrap_or_default()) };
+    let request = NotifyRequest {
+        account: api.account,
+        service,
+        identities: identities.clone(),
+        message_type,
+        body: form.string("Body")?,
+        title: form.string("Title")?,
+        sound: form.string("Sound")?,
+        data,
+        variables: Variables {
+            user: variable("Variables.USER")?,
+            user_friendly_name: variable("Variables.USER_FRIENDLY_NAME")?,
+            channel: variable("Variables.CHANNEL")?,
+            message: variable("Variables.MESSAGE")?,
+        },
+        request_id: api.request_id.clone(),
+    };
+    let report = api.daemon.notify(request).await?;
+    let count = |label: &str| {
+        report
+            .deliveries
+            .iter()
+            .filter(|d| d.outcome.label() == label)
+            .count()
+    };
+    let results: Vec<Value> = report
+        .deliveries
+        .iter()
+        .map(|d| {
+            let error = match &d.outcome {
+                Outcome::Delivered => None,
+                Outcome::Failed(e) | Outcome::Unregistered(e) => Some(e.clone()),
+            };
+            json!({
+                "binding_sid": d.binding_sid,
+                "binding_type": d.binding_type,
+                "status": d.outcome.label(),
+                "error": error,
+            })
+        })
+        .collect();
+    // A notification's SID names one fan-out in logs and answers; it is not stored.
+    let sid = NotificationSid::from_bytes(bindery_daemon::secrets::random_bytes());
+    Ok(HttpResponse::Created().json(json!({
+        "sid": sid,
+        "account_sid": api.account,
+        "service_sid": service,
+        "type": message_type,
+        "identities": identities,
+        "enabled": report.enabled,
+        "targeted": report.deliveries.len(),
+        "delivered": count("delivered"),
+        "failed": count("failed") + count("unregistered"),
+        "results": results,
+    })))
+}
