@@ -252,6 +252,18 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_config_file_documents_exactly_the_defaults() {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/bindery.toml");
+        Jail::expect_with(|_| {
+            assert_eq!(
+                Settings::load(Some(&file), &Flags::default()).unwrap(),
+                Settings::default()
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
     fn a_bad_value_or_unknown_key_names_the_key() {
         Jail::expect_with(|jail| {
             jail.set_env("BINDERY_STORAGE__SYNCHRONOUS", "sometimes");

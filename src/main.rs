@@ -282,12 +282,12 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
                 settings.data_dir.display()
             )
         })?;
-        if !daemon.read(|view| view.has_accounts()).await? {
-            create_first_account(&daemon, settings.listen).await?;
-        }
         let listener = TcpListener::bind(settings.listen)
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
         let address = listener.local_addr()?;
+        if !daemon.read(|view| view.has_accounts()).await? {
+            create_first_account(&daemon, address).await?;
+        }
         let operations = match settings.metrics.listen {
             Some(listen) => Some(
                 TcpListener::bind(listen)
