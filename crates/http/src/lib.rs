@@ -137,7 +137,10 @@ impl RouteTable {
 }
 
 /// No route matched: 405 when this server serves the path under other methods, else 404.
-async fn not_found(request: HttpRequest, table: web::Data<RouteTable>) -> Result<HttpResponse, ApiError> {
+async fn not_found(
+    request: HttpRequest,
+    table: web::Data<RouteTable>,
+) -> Result<HttpResponse, ApiError> {
     let path = request.path();
     let allowed: Vec<String> = table
         .0
@@ -146,9 +149,15 @@ async fn not_found(request: HttpRequest, table: web::Data<RouteTable>) -> Result
         .map(|(method, _)| method.clone())
         .collect();
     if allowed.is_empty() {
-        Err(ApiError::not_found(format!("The requested resource {path} was not found")))
+        Err(ApiError::not_found(format!(
+            "The requested resource {path} was not found"
+        )))
     } else {
-        Err(ApiError::method_not_allowed(request.method().as_str(), path, allowed))
+        Err(ApiError::method_not_allowed(
+            request.method().as_str(),
+            path,
+            allowed,
+        ))
     }
 }
 
@@ -162,7 +171,11 @@ pub fn serve(
 ) -> std::io::Result<Vec<Server>> {
     let daemon = web::Data::new(daemon);
     let app_settings = web::Data::new(settings.clone());
-    let register: fn(&mut Routes) = if operations.is_some() { api_routes } else { all_routes };
+    let register: fn(&mut Routes) = if operations.is_some() {
+        api_routes
+    } else {
+        all_routes
+    };
     let api_table = web::Data::new(RouteTable::of(register));
     let (api_daemon, api_settings) = (daemon.clone(), app_settings.clone());
     let api = HttpServer::new(move || {
