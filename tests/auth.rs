@@ -148,3 +148,36 @@ fn serve_stops_cleanly_on_sigterm() {
     let status = app.stop();
     assert!(status.success(), "{status:?}");
 }
+
+#[test]
+fn repeated_wrong_passwords_are_throttled_per_client_address() {
+    let app = TestApp::spawn();
+    let wrong = Credentials {
+        user: app.account.user.clone(),
+        password: "0".repeat(32),
+    };
+    for attempt in 0..20 {
+        assert_eq!(
+            app.get("/v2/Services", Some(&wrong)).0,
+            401,
+            "attempt {attempt}"
+        );
+    }
+    for credentials in [&wrong, &app.account] {
+        let response = ureq::get(&app.url("/v2/Services"))
+            .set("Authorization", &crate::support::basic(credentials))
+            .call();
+        let Err(ureq::Error::Status(429, response)) = response else {
+            panic!("expected 429")
+        };
+        let wait: u64 = response.header("Retry-After").unwrap().parse().unwrap();
+        assert!((1..=60).contains(&wait));
+        let body: serde_json::Value = response.into_json().unwrap();
+        assert_eq!(body["code"], 20429);
+    }
+    assert_eq!(
+        app.get("/healthz", None).0,
+        200,
+        "only sign-ins are throttled"
+    );
+}

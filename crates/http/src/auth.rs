@@ -11,6 +11,7 @@ use bindery_daemon::Daemon;
 use bindery_domain::AccountSid;
 
 use crate::error::ApiError;
+use crate::throttle::AuthThrottle;
 
 /// The account a request is signed in as.
 #[derive(Debug, Clone, Copy)]
@@ -39,18 +40,32 @@ impl FromRequest for Caller {
 
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
         let daemon = request.app_data::<web::Data<Daemon>>().cloned();
+        let throttle = request.app_data::<web::Data<AuthThrottle>>().cloned();
+        let address = request.peer_addr().map(|a| a.ip());
         let credentials = credentials(request);
         Box::pin(async move {
             let daemon = daemon.ok_or_else(|| ApiError::internal("no daemon configured"))?;
+            if let (Some(throttle), Some(address)) = (&throttle, address) {
+                if let Some(seconds) = throttle.check(address) {
+                    return Err(ApiError::too_many_failures(seconds));
+                }
+            }
             let refuse = || {
                 daemon.metrics().auth_failures.inc();
+                if let (Some(throttle), Some(address)) = (&throttle, address) {
+                    throttle.failed(address);
+                }
                 ApiError::unauthorized()
             };
             let (user, password) = credentials.ok_or_else(refuse)?;
             let account = daemon
                 .read(move |view| view.authenticate(&user, &password))
                 .await?;
-            account.map(Caller).ok_or_else(refuse)
+            let caller = account.map(Caller).ok_or_else(refuse)?;
+            if let (Some(throttle), Some(address)) = (&throttle, address) {
+                throttle.succeeded(address);
+            }
+            Ok(caller)
         })
     }
 }

@@ -68,6 +68,16 @@ impl ApiError {
             )
         }
     }
+    pub fn too_many_failures(retry_after: u64) -> Self {
+        ApiError {
+            retry_after: Some(retry_after),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                20429,
+                "Too many failed sign-ins from this address; retry later",
+            )
+        }
+    }
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, 500, message)
     }

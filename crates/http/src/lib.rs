@@ -17,6 +17,7 @@ pub mod openapi;
 pub mod operations;
 pub mod paging;
 pub mod services;
+pub mod throttle;
 pub mod users;
 
 use std::net::TcpListener;
@@ -177,6 +178,8 @@ pub fn serve(
         all_routes
     };
     let api_table = web::Data::new(RouteTable::of(register));
+    // One throttle for all workers, so that an address's failures add up across them.
+    let throttle = web::Data::new(throttle::AuthThrottle::default());
     let (api_daemon, api_settings) = (daemon.clone(), app_settings.clone());
     let api = HttpServer::new(move || {
         App::new()
@@ -184,6 +187,7 @@ pub fn serve(
             .app_data(api_settings.clone())
             .app_data(web::PayloadConfig::new(api_settings.body_limit))
             .app_data(api_table.clone())
+            .app_data(throttle.clone())
             .wrap(actix_web::middleware::from_fn(observe::observe))
             .configure(|config| register(&mut Routes::Register(config)))
             .default_service(web::to(not_found))
