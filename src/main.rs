@@ -252,9 +252,13 @@ fn init_logging(format: LogFormat, default_level: &str) {
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    // A server whose stderr reader went away (a `| tee` that exited) must keep serving and
+    // still stop on SIGTERM: a failed log write is dropped, not reported with a panicking
+    // eprintln!.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .log_internal_errors(false);
     let _ = match format {
         LogFormat::Pretty => builder.with_ansi(false).try_init(),
         LogFormat::Json => builder.json().try_init(),
@@ -350,13 +354,18 @@ async fn create_first_account(daemon: &Daemon, listen: SocketAddr) -> anyhow::Re
         .as_ref()
         .map(|r| r.sid().to_owned())
         .unwrap_or_default();
-    println!(
+    let message = format!(
         "No account existed, so Bindery created one. Its auth token is shown only this once:\n\
          \n  account_sid: {sid}\n  auth_token:  {token}\n\n\
          Use them as HTTP Basic credentials (Twilio's helper libraries take them as\n\
          Client(account_sid, auth_token)), e.g.\n\n  \
-         curl -u {sid}:{token} http://{listen}/v2/Services\n"
+         curl -u {sid}:{token} http://{listen}/v2/Services\n\n"
     );
-    std::io::stdout().flush()?;
+    // With no stdout to print to (a closed pipe), the account still exists; say so in the log
+    // rather than die, and without the token.
+    let mut out = std::io::stdout().lock();
+    if out.write_all(message.as_bytes()).and_then(|()| out.flush()).is_err() {
+        tracing::warn!(account_sid = %sid, "created the first account but could not print its token");
+    }
     Ok(())
 }

@@ -590,3 +590,253 @@ pub fn query_pairs(url: &str) -> Vec<(String, String)> {
         })
         .collect()
 }
+
+// ---- Servers whose stderr is kept, stopped by SIGTERM, restarted on the same data dir ----
+
+/// A process killed if the test fails before something else owns it.
+pub struct KillOnDrop(pub Option<Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Every line a server wrote on stderr so far, kept as it writes them.
+#[derive(Clone, Default)]
+pub struct ServerLog(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl ServerLog {
+    pub fn lines(&self) -> Vec<String> {
+        self.0.lock().expect("the log lock").clone()
+    }
+
+    /// What follows `marker` on the first line holding it, up to whitespace or a quote.
+    pub fn value_after(&self, marker: &str) -> Option<String> {
+        self.lines().iter().find_map(|line| {
+            let rest = line.split(marker).nth(1)?;
+            Some(
+                rest.chars()
+                    .take_while(|c| !c.is_whitespace() && *c != '"')
+                    .collect(),
+            )
+        })
+    }
+
+    /// Waits up to `within` for a line holding `marker`.
+    pub fn wait_for(&self, marker: &str, within: Duration) -> bool {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if self.lines().iter().any(|l| l.contains(marker)) {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl TestApp {
+    /// `bindery serve` on `dir`, fresh or used before, with `env`; every stderr line is kept
+    /// in the returned log. A fresh dir prints its first account; a used one prints none, so
+    /// `account` (the credentials of an earlier run) stands in for it.
+    pub fn spawn_logged(
+        dir: TempDir,
+        env: &[(&str, &str)],
+        account: Option<Credentials>,
+    ) -> (TestApp, ServerLog) {
+        let fresh = !dir.path().join("bindery.db").exists();
+        assert!(
+            fresh || account.is_some(),
+            "a used data dir prints no account: pass the first run's"
+        );
+        let mut child = KillOnDrop(Some(
+            Command::new(BINARY)
+                .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+                .arg(dir.path())
+                .envs(env.iter().copied())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("bindery serve starts"),
+        ));
+        let process = child.0.as_mut().expect("the child");
+        let stdout = lines_of(process.stdout.take().expect("stdout"));
+        let stderr = lines_of(process.stderr.take().expect("stderr"));
+        let log = ServerLog::default();
+        let kept = log.clone();
+        let (listening, address) = mpsc::channel();
+        std::thread::spawn(move || {
+            let marker = "listening on http://";
+            let mut sent = false;
+            for line in stderr {
+                let found = !sent && line.contains(marker);
+                kept.0.lock().expect("the log lock").push(line);
+                if found {
+                    let _ = listening.send(());
+                    sent = true;
+                }
+            }
+        });
+        if address.recv_timeout(Duration::from_secs(30)).is_err() {
+            panic!(
+                "bindery did not start listening within 30 s:\n{}",
+                log.lines().join("\n")
+            );
+        }
+        let address = log
+            .value_after("listening on http://")
+            .expect("the listening line");
+        let account = match account {
+            Some(account) => account,
+            None => {
+                let mut printed = Vec::new();
+                while !printed.iter().any(|l: &String| l.contains("auth_token:")) {
+                    match stdout.recv_timeout(Duration::from_secs(10)) {
+                        Ok(line) => printed.push(line),
+                        Err(_) => panic!("no first account printed; stdout was {printed:?}"),
+                    }
+                }
+                let field = |name: &str| {
+                    printed
+                        .iter()
+                        .find_map(|l| l.trim().strip_prefix(name).map(|v| v.trim().to_owned()))
+                        .unwrap_or_default()
+                };
+                Credentials {
+                    user: field("account_sid:"),
+                    password: field("auth_token:"),
+                }
+            }
+        };
+        let app = TestApp {
+            dir,
+            base_url: format!("http://{address}"),
+            account,
+            child: child.0.take().expect("the child"),
+        };
+        (app, log)
+    }
+
+    /// Sends SIGTERM and returns at once.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -TERM failed");
+    }
+
+    /// The exit status, if the server exits within `within`.
+    pub fn wait_for_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The data dir and the credentials, for a server started again on them; the process is
+    /// killed first if it still runs.
+    pub fn into_dir_and_account(mut self) -> (TempDir, Credentials) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = std::mem::replace(&mut self.dir, TempDir::new().expect("temp dir"));
+        let account = Credentials {
+            user: std::mem::take(&mut self.account.user),
+            password: std::mem::take(&mut self.account.password),
+        };
+        (dir, account)
+    }
+}
+
+// ---- Delivery: `/metrics` samples, and servers that must refuse to start ----
+
+impl TestApp {
+    /// The value of the `/metrics` sample named `name` whose labels include `labels`; 0 when
+    /// that series has not been touched yet (Prometheus leaves it out until then).
+    #[track_caller]
+    pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let text = ureq::get(&self.url("/metrics"))
+            .timeout(Duration::from_secs(10))
+            .call()
+            .expect("GET /metrics")
+            .into_string()
+            .expect("a text body");
+        text.lines()
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .find_map(|line| {
+                let (series, value) = line.rsplit_once(' ')?;
+                let (found, labels_text) = match series.split_once('{') {
+                    Some((found, rest)) => (found, rest.strip_suffix('}').unwrap_or(rest)),
+                    None => (series, ""),
+                };
+                let have: Vec<&str> = labels_text.split(',').collect();
+                let wanted = found == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| have.contains(&format!("{k}=\"{v}\"").as_str()));
+                wanted.then(|| value.parse::<f64>().expect("a sample value"))
+            })
+            .unwrap_or(0.0)
+    }
+}
+
+/// A `bindery serve` that exited on its own: how, what it wrote on stderr, and its data dir.
+pub struct Refused {
+    pub status: std::process::ExitStatus,
+    pub stderr: String,
+    pub dir: TempDir,
+}
+
+/// Runs `bindery serve` on 127.0.0.1:0 and a fresh data dir with the variables named in
+/// `removed` taken out of the environment, then `env` set; it must exit by itself within `within`
+/// (it is killed, and the test fails, if it is still running then).
+pub fn serve_until_exit(env: &[(&str, &str)], removed: &[&str], within: Duration) -> Refused {
+    let dir = TempDir::new().expect("temp dir");
+    let output = TempDir::new().expect("temp dir");
+    let stderr_path = output.path().join("stderr");
+    let mut command = Command::new(BINARY);
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path).expect("a stderr file"));
+    for name in removed {
+        command.env_remove(name);
+    }
+    command.envs(env.iter().copied());
+    let mut child = command.spawn().expect("bindery serve starts");
+    let deadline = std::time::Instant::now() + within;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "bindery serve was still running after {within:?}; stderr:\n{}",
+                std::fs::read_to_string(&stderr_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Refused {
+        status,
+        stderr: std::fs::read_to_string(&stderr_path).expect("the stderr file"),
+        dir,
+    }
+}
