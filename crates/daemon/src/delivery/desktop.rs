@@ -37,7 +37,7 @@ impl Transport for Desktop {
             .unwrap_or_else(|| push.service_sid.to_string());
         let shown = Notification::new()
             .appname("Bindery")
-            .summary(&summary)
+            .summary(summary)
             .body(&push.body)
             .hint(Hint::Custom(
                 "binding_type".into(),
