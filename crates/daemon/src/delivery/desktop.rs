@@ -31,10 +31,8 @@ impl Transport for Desktop {
     }
 
     fn deliver(&self, push: &Push) -> Outcome {
-        let summary = push
-            .title
-            .clone()
-            .unwrap_or_else(|| push.service_sid.to_string());
+        // Notify fills the title in (the service's name when the request named none).
+        let summary = push.title.as_deref().unwrap_or("Bindery");
         let shown = Notification::new()
             .appname("Bindery")
             .summary(summary)
