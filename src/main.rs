@@ -364,7 +364,11 @@ async fn create_first_account(daemon: &Daemon, listen: SocketAddr) -> anyhow::Re
     // With no stdout to print to (a closed pipe), the account still exists; say so in the log
     // rather than die, and without the token.
     let mut out = std::io::stdout().lock();
-    if out.write_all(message.as_bytes()).and_then(|()| out.flush()).is_err() {
+    if out
+        .write_all(message.as_bytes())
+        .and_then(|()| out.flush())
+        .is_err()
+    {
         tracing::warn!(account_sid = %sid, "created the first account but could not print its token");
     }
     Ok(())

@@ -11,6 +11,7 @@ mod delivery;
 mod desktop;
 mod errors;
 mod idempotency;
+mod lifecycle;
 mod logs;
 mod metrics;
 mod paging;
