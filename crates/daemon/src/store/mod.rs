@@ -336,9 +336,17 @@ impl Store {
         Ok(log::checkpoint(&self.conn)?)
     }
 
-    /// Takes the write lock and releases it: whether a write could commit now.
+    /// Whether a write commits now: commits a write that changes nothing (the checkpoint set
+    /// to itself), which still takes the lock and writes and syncs a page, so a full disk or
+    /// a read-only file shows here as it would for a real command.
     pub fn probe_writable(&self) -> Result<(), StoreError> {
-        self.conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;")?;
+        let result = self.conn.execute_batch(
+            "BEGIN IMMEDIATE; UPDATE checkpoint SET position = position WHERE id = 1; COMMIT;",
+        );
+        if result.is_err() && !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        result?;
         Ok(())
     }
 
