@@ -135,8 +135,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print_json(&serde_json::json!({"account_sid": sid, "auth_token": token}))?;
         }
         Cmd::Accounts(AccountsCmd::List) => {
-            let store = open(&data_dir())?;
-            let view = bindery_daemon::queries::ReadView::new(store.connection());
+            let path = existing_database(&data_dir())?;
+            let conn = store::open_reader(&path, StoreOptions::default().busy_timeout)?;
+            let view = bindery_daemon::queries::ReadView::new(&conn);
             for account in view.accounts()? {
                 print_json(&serde_json::json!({
                     "account_sid": account.sid,
@@ -183,9 +184,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
         Cmd::Export => {
-            let store = Store::open(&existing_database(&data_dir())?, &StoreOptions::default())?;
+            let path = existing_database(&data_dir())?;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            let count = store.export(&mut out)?;
+            let count = store::export(&path, &mut out)?;
             eprintln!("exported {count} events");
         }
         Cmd::Backup { to } => {
@@ -315,8 +316,11 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
         for result in futures_util::future::join_all(servers).await {
             result?;
         }
-        // Requests in flight have finished: commit what is left and close the database.
-        daemon.shutdown().await?;
+        // Requests in flight have finished: commit what is left and close the database. A
+        // checkpoint that fails (a full disk) loses nothing: the WAL keeps every commit.
+        if let Err(e) = daemon.shutdown().await {
+            tracing::warn!(error = %e, "could not checkpoint the WAL on shutdown; it is kept");
+        }
         tracing::info!("stopped");
         Ok(())
     })

@@ -10,6 +10,7 @@ mod credentials;
 mod delivery;
 mod desktop;
 mod errors;
+mod faults;
 mod idempotency;
 mod lifecycle;
 mod logs;

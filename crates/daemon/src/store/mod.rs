@@ -172,10 +172,14 @@ impl Default for StoreOptions {
     }
 }
 
+/// Below this much free space where the database lives, Bindery reports itself not ready.
+pub const MIN_FREE_BYTES: u64 = 1024 * 1024;
+
 /// The one writing connection to a database.
 pub struct Store {
     conn: Connection,
     sids: MonotonicSids,
+    path: PathBuf,
 }
 
 fn configure(conn: &Connection, options: &StoreOptions) -> Result<(), StoreError> {
@@ -206,10 +210,22 @@ impl Store {
             std::fs::create_dir_all(dir)?;
         }
         let mut conn = Connection::open(path)?;
+        // SQLite falls back to reading a file it may not write, and such a connection never
+        // writes again even once the file system is writable: refuse to start instead.
+        if conn.is_readonly(rusqlite::MAIN_DB)? {
+            return Err(StoreError::Refused(format!(
+                "{} cannot be written (a read-only file system, or its permissions)",
+                path.display()
+            )));
+        }
         configure(&conn, options)?;
         schema::migrate(&mut conn)?;
         let sids = MonotonicSids::after(replay::newest_sid(&conn)?);
-        Ok(Store { conn, sids })
+        Ok(Store {
+            conn,
+            sids,
+            path: path.to_owned(),
+        })
     }
 
     /// Decides and commits a batch of commands in one transaction: one fsync for all of them.
@@ -336,12 +352,26 @@ impl Store {
         Ok(log::checkpoint(&self.conn)?)
     }
 
-    /// Whether a write commits now: commits a write that changes nothing (the checkpoint set
-    /// to itself), which still takes the lock and writes and syncs a page, so a full disk or
-    /// a read-only file shows here as it would for a real command.
-    pub fn probe_writable(&self) -> Result<(), StoreError> {
+    /// Whether a write commits now: the file system holding the database has room
+    /// ([`MIN_FREE_BYTES`]), and a real write of a few pages (a counter and 16 KiB of padding in
+    /// `health`, beside the log) commits, so that a full disk, a lock held too long or a
+    /// read-only file shows here as it would for a command. (Free space matters on its own: a
+    /// small write can reuse room in the WAL that a larger command cannot.)
+    pub fn probe_writable(&mut self) -> Result<(), StoreError> {
+        let directory = self.path.parent().unwrap_or(Path::new("."));
+        if let Ok(stats) = rustix::fs::statvfs(directory) {
+            let free = stats.f_bavail.saturating_mul(stats.f_frsize);
+            if free < MIN_FREE_BYTES {
+                return Err(StoreError::Io(std::io::Error::new(
+                    std::io::ErrorKind::StorageFull,
+                    format!("{} has {free} bytes free", directory.display()),
+                )));
+            }
+        }
         let result = self.conn.execute_batch(
-            "BEGIN IMMEDIATE; UPDATE checkpoint SET position = position WHERE id = 1; COMMIT;",
+            "BEGIN IMMEDIATE; \
+             UPDATE health SET probes = probes + 1, padding = zeroblob(16384) WHERE id = 1; \
+             COMMIT;",
         );
         if result.is_err() && !self.conn.is_autocommit() {
             let _ = self.conn.execute_batch("ROLLBACK");
@@ -385,10 +415,6 @@ impl Store {
     }
 
     /// Writes every event as one JSON line, oldest first.
-    pub fn export(&self, out: &mut dyn std::io::Write) -> Result<u64, StoreError> {
-        replay::export(&self.conn, out)
-    }
-
     /// Reads an export into this store, which must hold no events, and builds the projections.
     pub fn import(&mut self, input: &mut dyn std::io::BufRead) -> Result<ImportReport, StoreError> {
         let report = replay::import(&mut self.conn, input)?;
@@ -411,6 +437,15 @@ pub fn backup(path: &Path, target: &Path) -> Result<(), StoreError> {
         .ok_or_else(|| StoreError::Refused(format!("{} is not a UTF-8 path", target.display())))?;
     open_reader(path, StoreOptions::default().busy_timeout)?.execute("VACUUM INTO ?1", [target])?;
     Ok(())
+}
+
+/// Writes every event of the database at `path` as one JSON line, oldest first, from a
+/// read-only connection (so a backup on read-only media exports too).
+pub fn export(path: &Path, out: &mut dyn std::io::Write) -> Result<u64, StoreError> {
+    replay::export(
+        &open_reader(path, StoreOptions::default().busy_timeout)?,
+        out,
+    )
 }
 
 /// Verifies the database at `path`: replays its log into a scratch database and compares every

@@ -136,6 +136,15 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX events_user_identity ON events (service_sid, json_extract(data, '$.identity'))
         WHERE type = 'UserCreated';
     "#,
+    // 4: what /readyz writes to prove the database takes writes (not a projection).
+    r#"
+    CREATE TABLE health (
+        id      INTEGER PRIMARY KEY CHECK (id = 1),
+        probes  INTEGER NOT NULL,
+        padding BLOB
+    );
+    INSERT INTO health (id, probes) VALUES (1, 0);
+    "#,
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

@@ -1,0 +1,492 @@
+//! Storage faults under a running server: the disk fills up, another process holds the
+//! database lock past the busy timeout, the data dir is read-only. Each must answer 503 in
+//! Twilio's error shape with `Retry-After`, report not-ready on `/readyz`, lose nothing that
+//! was acknowledged, and recover by itself, without a restart, once the fault goes away.
+//!
+//! The tests mount file systems, so they run as root (as they do here and in CI); every mount
+//! is undone by a guard, and every process they start is stopped, even when a test fails.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+use crate::support::{assert_error, sid, Credentials, Reply, ServerLog, TestApp};
+
+/// `ENOSPC`: no space left on device.
+const ENOSPC: i32 = 28;
+
+/// A tmpfs mounted on a directory, unmounted when dropped (after what runs on it stopped).
+struct Tmpfs {
+    path: PathBuf,
+}
+
+impl Tmpfs {
+    fn mount(path: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(path).expect("a mount point");
+        let output = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .output()
+            .expect("mount runs");
+        assert!(
+            output.status.success(),
+            "mounting a tmpfs needs root: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Tmpfs {
+            path: path.to_owned(),
+        }
+    }
+
+    /// `mount -o remount,MODE` (`ro` or `rw`); the error is mount's stderr.
+    fn remount(&self, mode: &str) -> Result<(), String> {
+        let output = Command::new("mount")
+            .args(["-o", &format!("remount,{mode}")])
+            .arg(&self.path)
+            .output()
+            .expect("mount runs");
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        for _ in 0..50 {
+            let unmounted = Command::new("umount")
+                .arg(&self.path)
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if unmounted {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Still busy: detach it now, the kernel frees it when the last user lets go.
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+/// A `sqlite3` shell holding `BEGIN EXCLUSIVE` on a database until it is dropped.
+struct ExclusiveLock(Child);
+
+impl ExclusiveLock {
+    fn take(database: &Path) -> ExclusiveLock {
+        let mut lock = ExclusiveLock(
+            Command::new("sqlite3")
+                .arg(database)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .expect("the sqlite3 shell runs (CI installs it)"),
+        );
+        let stdin = lock.0.stdin.as_mut().unwrap();
+        stdin
+            .write_all(b"BEGIN EXCLUSIVE;\nSELECT 'locked';\n")
+            .unwrap();
+        stdin.flush().unwrap();
+        let mut line = String::new();
+        BufReader::new(lock.0.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "locked", "sqlite3 took the lock");
+        lock
+    }
+}
+
+impl Drop for ExclusiveLock {
+    fn drop(&mut self) {
+        // Closing stdin ends the shell, which rolls back and releases the lock.
+        drop(self.0.stdin.take());
+        let _ = self.0.wait();
+    }
+}
+
+/// A data dir on a fresh tmpfs of `size`: the outer dir, the mount, and the data dir in it.
+/// Drop them in reverse order (data dir, mount, outer), which is how locals declared in this
+/// order are dropped.
+fn data_dir_on_tmpfs(size: &str) -> (TempDir, Tmpfs, TempDir) {
+    let outer = TempDir::new().expect("temp dir");
+    let tmpfs = Tmpfs::mount(&outer.path().join("tmpfs"), size);
+    let data = TempDir::new_in(&tmpfs.path).expect("a data dir on the tmpfs");
+    (outer, tmpfs, data)
+}
+
+/// The last lines the server wrote on stderr, for failure messages (without the `/readyz`
+/// request lines, which polling repeats).
+fn tail(log: &ServerLog) -> String {
+    let lines: Vec<String> = log
+        .lines()
+        .into_iter()
+        .filter(|l| !l.contains("route=/readyz"))
+        .collect();
+    lines[lines.len().saturating_sub(12)..].join("\n")
+}
+
+/// Retries `request` as a client would, waiting what `Retry-After` says between 503s, until
+/// it answers 201 or `within` passes; answers the body of the 201.
+#[track_caller]
+fn retry_until_created(
+    what: &str,
+    log: &ServerLog,
+    within: Duration,
+    request: impl Fn() -> Reply,
+) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let reply = request();
+        if reply.status == 201 {
+            return reply.body;
+        }
+        assert_unavailable(what, &reply, log);
+        assert!(
+            Instant::now() < deadline,
+            "{what}: still {} {} {within:?} after the fault went away\nserver log:\n{}",
+            reply.status,
+            reply.text,
+            tail(log)
+        );
+        let wait = reply
+            .header("retry-after")
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(1);
+        std::thread::sleep(Duration::from_secs(wait.min(2)));
+    }
+}
+
+/// Asserts a 503 in Twilio's error shape with a `Retry-After` of at least one second.
+#[track_caller]
+fn assert_unavailable(what: &str, reply: &Reply, log: &ServerLog) {
+    assert_eq!(
+        reply.status,
+        503,
+        "{what}: {}\nserver log:\n{}",
+        reply.text,
+        tail(log)
+    );
+    assert_error(reply, 503, 503);
+    let retry_after = reply
+        .header("retry-after")
+        .unwrap_or_else(|| panic!("{what}: a 503 without Retry-After"));
+    assert!(
+        retry_after.parse::<u64>().is_ok_and(|s| s >= 1),
+        "{what}: Retry-After {retry_after:?}"
+    );
+}
+
+/// `/readyz`: status and body.
+fn readyz(app: &TestApp) -> (u16, Value) {
+    app.get("/readyz", None)
+}
+
+/// Asserts `/readyz` answers 503 with a reason.
+#[track_caller]
+fn assert_not_ready(app: &TestApp, log: &ServerLog) {
+    let (status, body) = readyz(app);
+    assert_eq!(
+        status,
+        503,
+        "/readyz during the fault: {body}\nserver log:\n{}",
+        tail(log)
+    );
+    assert!(
+        body["reason"].as_str().is_some_and(|r| !r.is_empty()),
+        "/readyz gives no reason: {body}"
+    );
+}
+
+/// Waits up to `within` for `/readyz` to answer 200; asserts it does.
+#[track_caller]
+fn assert_ready_again(app: &TestApp, log: &ServerLog, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let (status, body) = readyz(app);
+        if status == 200 {
+            assert_eq!(body["status"], "ready", "{body}");
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/readyz still answers {status} {body} {within:?} after the fault went away\n\
+             server log:\n{}",
+            tail(log)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Registers `token-{n}` for `user-{n}` (one binding a user, well under the per-user limit).
+fn register(app: &TestApp, service: &str, n: usize) -> Reply {
+    app.register_binding(
+        service,
+        &format!("user-{n}"),
+        &[("BindingType", "fcm"), ("Address", &format!("token-{n}"))],
+    )
+}
+
+/// Asserts every SID in `acknowledged` is among the service's bindings (all pages).
+#[track_caller]
+fn assert_all_listed(app: &TestApp, service: &str, acknowledged: &[String]) {
+    let listed: std::collections::BTreeSet<String> = app
+        .walk(&format!("/v2/Services/{service}/Bindings"), "bindings")
+        .iter()
+        .map(sid)
+        .collect();
+    let lost: Vec<&String> = acknowledged
+        .iter()
+        .filter(|s| !listed.contains(*s))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "acknowledged bindings missing: {lost:?} (listed {})",
+        listed.len()
+    );
+}
+
+/// SIGTERM; the server must exit 0 within a few seconds, then `bindery verify` must pass.
+#[track_caller]
+fn stop_and_verify(mut app: TestApp, log: &ServerLog) -> (TempDir, Credentials) {
+    app.terminate();
+    let status = app.wait_for_exit(Duration::from_secs(10));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the server did not exit cleanly on SIGTERM: {status:?}\nserver log:\n{}",
+        tail(log)
+    );
+    app.verify();
+    app.into_dir_and_account()
+}
+
+/// Fills the file system holding `dir` with `dir/filler` until the disk is full, then gives
+/// `leave` bytes back. Returns the filler's path.
+fn fill_disk(dir: &Path, leave: u64) -> PathBuf {
+    let path = dir.join("filler");
+    let mut file = std::fs::File::create(&path).expect("the filler");
+    let mut written = 0u64;
+    for chunk in [64 * 1024, 4096] {
+        let bytes = vec![0xa5u8; chunk];
+        loop {
+            match file.write(&bytes) {
+                Ok(n) => written += n as u64,
+                Err(e) if e.raw_os_error() == Some(ENOSPC) => break,
+                Err(e) => panic!("filling the disk: {e}"),
+            }
+        }
+    }
+    file.set_len(written.saturating_sub(leave))
+        .expect("the filler shrinks");
+    path
+}
+
+/// Grows `filler` until its file system has no page left.
+fn top_up(filler: &Path) {
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(filler)
+        .expect("the filler");
+    let page = [0x5au8; 4096];
+    loop {
+        match file.write(&page) {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(ENOSPC) => return,
+            Err(e) => panic!("filling the disk: {e}"),
+        }
+    }
+}
+
+#[test]
+fn a_full_disk_answers_503_loses_nothing_and_recovers_when_space_is_freed() {
+    let started = Instant::now();
+    let (_outer, tmpfs, data) = data_dir_on_tmpfs("4m");
+    let (app, log) = TestApp::spawn_logged(data, &[], None);
+    let service = sid(&app.create_service("chat"));
+    let mut acknowledged = Vec::new();
+    for n in 0..3 {
+        acknowledged.push(sid(&register(&app, &service, n).expect(201)));
+    }
+
+    // The disk fills up, leaving room for a few more commits.
+    let filler = fill_disk(&tmpfs.path, 160 * 1024);
+    let mut refused_at = None;
+    for n in 3..500 {
+        let reply = register(&app, &service, n);
+        if reply.status == 201 {
+            acknowledged.push(sid(&reply.body));
+            continue;
+        }
+        assert_unavailable(&format!("registration {n} on a full disk"), &reply, &log);
+        refused_at = Some(n);
+        break;
+    }
+    let refused_at = refused_at.expect("a registration is refused once the disk is full");
+    assert!(
+        refused_at > 3,
+        "the disk left room for some writes before the first 503"
+    );
+    // Whatever room the refused commit left, the disk is now full to the last page.
+    top_up(&filler);
+    assert_not_ready(&app, &log);
+    // Other writes, while the disk is still full: refused the same way (or, if one fits, kept).
+    for n in 1000..1003 {
+        let reply = register(&app, &service, n);
+        match reply.status {
+            201 => acknowledged.push(sid(&reply.body)),
+            _ => assert_unavailable(&format!("registration {n} on a full disk"), &reply, &log),
+        }
+    }
+    // Reads go on.
+    assert_all_listed(&app, &service, &acknowledged);
+    assert_eq!(
+        app.get_raw(&format!("/v2/Services/{service}")).status,
+        200,
+        "a read on a full disk"
+    );
+
+    // Space comes back: the same registration now succeeds, without a restart.
+    std::fs::remove_file(&filler).expect("the filler goes");
+    let retried = retry_until_created(
+        "the refused registration, retried once space is free",
+        &log,
+        Duration::from_secs(3),
+        || register(&app, &service, refused_at),
+    );
+    acknowledged.push(sid(&retried));
+    assert_ready_again(&app, &log, Duration::from_secs(3));
+    assert_all_listed(&app, &service, &acknowledged);
+    stop_and_verify(app, &log);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn a_database_locked_past_the_busy_timeout_is_503_and_not_ready_until_released() {
+    let (app, log) = TestApp::spawn_logged(
+        TempDir::new().expect("temp dir"),
+        &[("BINDERY_STORAGE__BUSY_TIMEOUT", "200ms")],
+        None,
+    );
+    let service = sid(&app.create_service("chat"));
+    let mut acknowledged = vec![sid(&register(&app, &service, 0).expect(201))];
+    assert_eq!(readyz(&app).0, 200, "ready before the lock");
+
+    let lock = ExclusiveLock::take(&app.data_dir().join("bindery.db"));
+    let started = Instant::now();
+    assert_unavailable(
+        "a registration while locked",
+        &register(&app, &service, 1),
+        &log,
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the busy timeout was honoured: {:?}",
+        started.elapsed()
+    );
+    assert_unavailable(
+        "a service created while locked",
+        &app.post("/v2/Services", &[("FriendlyName", "locked out")]),
+        &log,
+    );
+    assert_not_ready(&app, &log);
+    // And still not ready a moment later, while the lock is held.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_not_ready(&app, &log);
+    // Reads go on while the writer is locked out.
+    assert_all_listed(&app, &service, &acknowledged);
+    drop(lock);
+
+    let retried = retry_until_created(
+        "the refused registration, retried once the lock is released",
+        &log,
+        Duration::from_secs(3),
+        || register(&app, &service, 1),
+    );
+    acknowledged.push(sid(&retried));
+    assert_ready_again(&app, &log, Duration::from_secs(3));
+    assert_all_listed(&app, &service, &acknowledged);
+    let services = app.get_raw("/v2/Services").expect(200);
+    assert_eq!(
+        services["services"].as_array().map(Vec::len),
+        Some(1),
+        "the refused service was not half-written: {services}"
+    );
+    stop_and_verify(app, &log);
+}
+
+/// A data dir cannot be remounted read-only under a running server here (the kernel answers
+/// EBUSY while SQLite holds the database, WAL and shared memory open for writing). What a
+/// server can meet is a data dir that is read-only when it starts: SQLite would then open the
+/// database read-only for good, so Bindery refuses to start, naming the cause, while the
+/// read-only tools (export, verify) still work; once writable, it starts and nothing is lost.
+#[test]
+fn a_read_only_data_dir_refuses_to_serve_and_serves_again_once_writable() {
+    let (_outer, tmpfs, data) = data_dir_on_tmpfs("16m");
+    let (app, log) = TestApp::spawn_logged(data, &[], None);
+    let service = sid(&app.create_service("chat"));
+    let mut acknowledged = Vec::new();
+    for n in 0..3 {
+        acknowledged.push(sid(&register(&app, &service, n).expect(201)));
+    }
+    assert!(
+        tmpfs.remount("ro").is_err(),
+        "the kernel made the data dir read-only under a running server"
+    );
+    acknowledged.push(sid(&register(&app, &service, 3).expect(201)));
+    let (data, account) = stop_and_verify(app, &log);
+
+    tmpfs
+        .remount("ro")
+        .expect("the data dir remounts read-only once the server stopped");
+    let mut refused = Command::new(crate::support::BINARY)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = refused.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            let _ = refused.kill();
+            panic!("bindery served a read-only data dir");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut message = String::new();
+    std::io::Read::read_to_string(&mut refused.stderr.take().unwrap(), &mut message).unwrap();
+    assert!(!status.success());
+    assert!(
+        message.contains("cannot be written") && message.contains("read-only"),
+        "{message}"
+    );
+    for tool in [&["verify"][..], &["export"][..]] {
+        let output = crate::support::bindery(data.path(), tool);
+        assert!(
+            output.status.success(),
+            "{tool:?} on a read-only data dir: {output:?}"
+        );
+    }
+
+    tmpfs
+        .remount("rw")
+        .expect("the data dir remounts read-write");
+    let (app, log) = TestApp::spawn_logged(data, &[], Some(account));
+    acknowledged.push(sid(&register(&app, &service, 4).expect(201)));
+    assert_ready_again(&app, &log, Duration::from_secs(3));
+    assert_all_listed(&app, &service, &acknowledged);
+    stop_and_verify(app, &log);
+}
