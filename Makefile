@@ -1,7 +1,7 @@
 # Bindery: the two commands the README promises are `make run` and `make test`.
 CARGO ?= cargo
 
-.PHONY: run build test test-rust test-python test-node lint fmt
+.PHONY: run build test test-rust test-python test-node soak lint fmt
 
 ## Run Bindery with the embedded SQLite default (./data), listening on 127.0.0.1:8080.
 run:
@@ -14,8 +14,18 @@ build:
 ## drive Bindery through Twilio's own helper libraries (Python and Node).
 test: test-rust test-python test-node
 
+# tests/crash.rs SIGKILLs the release binary (BINDERY_CRASH_BIN overrides it): build it first.
 test-rust: build
+	$(CARGO) build --release --bin bindery
 	$(CARGO) nextest run --workspace --no-fail-fast
+
+## The long crash run: SOAK_CYCLES SIGKILLs of the release binary under concurrent writes,
+## each followed by a restart and the checks of tests/crash.rs. `cargo test`, not nextest:
+## the run outlasts nextest's per-test timeout.
+SOAK_CYCLES ?= 200
+soak:
+	$(CARGO) build --release --bin bindery
+	BINDERY_CRASH_CYCLES=$(SOAK_CYCLES) $(CARGO) test --test e2e crash:: -- --nocapture
 
 test-python: build
 	tests/conformance/python/run.sh

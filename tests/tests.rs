@@ -6,6 +6,7 @@ mod auth;
 mod backup;
 mod bindings;
 mod cli;
+mod crash;
 mod credentials;
 mod delivery;
 mod desktop;
