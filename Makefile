@@ -12,7 +12,7 @@ build:
 
 ## Every test: unit, property and end-to-end tests in Rust, then the conformance suites that
 ## drive Bindery through Twilio's own helper libraries (Python and Node).
-test: test-rust test-python test-node
+test: test-rust test-python test-node test-schemathesis
 
 # tests/crash.rs SIGKILLs the release binary (BINDERY_CRASH_BIN overrides it): build it first.
 test-rust: build
@@ -32,6 +32,10 @@ test-python: build
 
 test-node: build
 	tests/conformance/node/run.sh
+
+## Schemathesis against Bindery's own /openapi.json (thousands of generated requests).
+test-schemathesis: build
+	tests/schemathesis/run.sh
 
 lint:
 	$(CARGO) fmt --all -- --check

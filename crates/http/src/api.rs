@@ -42,8 +42,17 @@ impl FromRequest for Api {
         let public_url = settings.as_ref().and_then(|s| s.public_url.clone());
         let origin = origin(request, public_url.as_deref());
         let request = request.clone();
+        // Path segments decode lossily too; an escape that is not UTF-8 names nothing.
+        let path_utf8 = percent_encoding::percent_decode_str(request.path())
+            .decode_utf8()
+            .is_ok();
         Box::pin(async move {
             let Caller(account) = caller.await?;
+            if !path_utf8 {
+                return Err(ApiError::bad_parameter(
+                    "The path's percent-escapes do not decode to UTF-8",
+                ));
+            }
             Ok(Api {
                 account,
                 daemon: daemon.ok_or_else(|| ApiError::internal("no daemon configured"))?,

@@ -23,6 +23,18 @@ fn undotted(name: &str) -> String {
 
 impl Params {
     pub fn parse(text: &str) -> Result<Params, ApiError> {
+        // The decoder replaces escapes that are not UTF-8 with U+FFFD, which would make two
+        // different identities one: refuse them instead.
+        let escapes_utf8 = text.split(['&', '=', ';']).all(|piece| {
+            percent_encoding::percent_decode_str(piece)
+                .decode_utf8()
+                .is_ok()
+        });
+        if !escapes_utf8 {
+            return Err(ApiError::bad_parameter(
+                "A parameter's percent-escapes do not decode to UTF-8",
+            ));
+        }
         let pairs = serde_html_form::from_str::<Vec<(String, String)>>(text)
             .map_err(|e| ApiError::bad_parameter(format!("Malformed form body: {e}")))?;
         Ok(Params { pairs })

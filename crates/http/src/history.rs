@@ -47,17 +47,29 @@ pub fn render(event: &RecordedEvent) -> Value {
     })
 }
 
+/// A page of history; a binding or user with no event in this account's service (never
+/// there, or another account's) is not found, as a missing one is.
 async fn history_page(
     api: &Api,
     request: &HttpRequest,
     base: String,
     filter: EventFilter,
+    missing: DomainError,
 ) -> Result<HttpResponse, ApiError> {
     let paging = Paging::parse(&query(request)?, MAX_PAGE_SIZE)?;
     let page_request = paging.request.clone();
+    let first = PageRequest {
+        cursor: Cursor::Start,
+        size: 1,
+    };
     let page = api
-        .read(move |view, account| view.events(account, &filter, &page_request))
+        .read(move |view, account| {
+            let seen = !view.events(account, &filter, &first)?.items.is_empty();
+            seen.then(|| view.events(account, &filter, &page_request))
+                .transpose()
+        })
         .await?;
+    let page = found(page, missing)?;
     Ok(HttpResponse::Ok().json(envelope(
         &api.url(&base),
         "events",
@@ -85,7 +97,15 @@ async fn binding_history(
     let binding: BindingSid = path_sid(&path.1)?;
     service_exists(&api, service).await?;
     let base = format!("/v2/Services/{service}/Bindings/{binding}/History");
-    history_page(&api, &request, base, EventFilter::Binding(service, binding)).await
+    let missing = DomainError::BindingNotFound(binding);
+    history_page(
+        &api,
+        &request,
+        base,
+        EventFilter::Binding(service, binding),
+        missing,
+    )
+    .await
 }
 
 /// A user by SID, or the newest user ever created with that identity.
@@ -107,7 +127,15 @@ async fn user_history(
         }
     };
     let base = format!("/v2/Services/{service}/Users/{user}/History");
-    history_page(&api, &request, base, EventFilter::User(service, user)).await
+    let missing = DomainError::UserNotFound(user.to_string());
+    history_page(
+        &api,
+        &request,
+        base,
+        EventFilter::User(service, user),
+        missing,
+    )
+    .await
 }
 
 /// `After` (a position, default 0), `Wait` (seconds to wait for an event when there is none
