@@ -263,7 +263,16 @@ impl ReadView<'_> {
         request: &PageRequest,
     ) -> Result<Page<Binding>, StoreError> {
         let mut values: Vec<String> = vec![account.to_string(), service.to_string()];
-        let mut sql = String::from("account_sid = ?1 AND service_sid = ?2");
+        // With a user or identities to look up, the unary `+` keeps SQLite from walking the
+        // whole service in SID order (bindings_by_service) and makes it seek the user's or the
+        // identities' few rows instead; without them, that walk is the right plan, since the
+        // page stops at its LIMIT.
+        let narrow = filter.user.is_some() || !filter.identities.is_empty();
+        let mut sql = String::from(if narrow {
+            "+account_sid = ?1 AND +service_sid = ?2"
+        } else {
+            "account_sid = ?1 AND service_sid = ?2"
+        });
         let mut any_of = |column: &str, given: Vec<String>, sql: &mut String| {
             if given.is_empty() {
                 return;

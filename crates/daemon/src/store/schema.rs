@@ -145,6 +145,10 @@ const MIGRATIONS: &[&str] = &[
     );
     INSERT INTO health (id, probes) VALUES (1, 0);
     "#,
+    // 5: the service-level binding list filtered by identity seeks, not scans.
+    r#"
+    CREATE INDEX bindings_by_identity ON bindings (identity, sid);
+    "#,
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
