@@ -43,3 +43,13 @@ lint:
 
 fmt:
 	$(CARGO) fmt --all
+
+## The benchmark (crates/bench): builds the release binaries, waits for a quiet machine, runs
+## every scenario against a fresh data dir and writes BENCHMARKS.md. It reports and never
+## fails on a missed target; not part of `make test`. BENCH_ARGS passes options
+## (`target/release/bindery-bench --help`), e.g. BENCH_ARGS="--duration 2 --large 100000".
+BENCH_ARGS ?=
+.PHONY: bench
+bench:
+	$(CARGO) build --release -p bindery -p bindery-bench
+	target/release/bindery-bench --bindery target/release/bindery --out BENCHMARKS.md $(BENCH_ARGS)
