@@ -1,7 +1,14 @@
 //! Storage faults under a running server: the disk fills up, another process holds the
-//! database lock past the busy timeout, the data dir is read-only. Each must answer 503 in
-//! Twilio's error shape with `Retry-After`, report not-ready on `/readyz`, lose nothing that
-//! was acknowledged, and recover by itself, without a restart, once the fault goes away.
+//! database lock past the busy timeout, the data dir turns read-only while serving. Each must
+//! answer 503 in Twilio's error shape with `Retry-After`, report not-ready on `/readyz`, lose
+//! nothing that was acknowledged, and recover by itself, without a restart, once the fault goes
+//! away. A data dir that is already read-only when the server starts is refused at start-up
+//! instead (SQLite would open it read-only for good), and served once it is writable.
+//!
+//! The full disk is a small tmpfs. The read-only turn is a passthrough FUSE file system,
+//! `tests/faults/rofs.py` (Debian's python3-fusepy, which CI installs), that refuses every
+//! write with EROFS at the flip of a switch: the kernel will not remount a tmpfs read-only
+//! while SQLite holds its files open for writing (EBUSY), and device-mapper is not available.
 //!
 //! The tests mount file systems, so they run as root (as they do here and in CI); every mount
 //! is undone by a guard, and every process they start is stopped, even when a test fails.
@@ -9,6 +16,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -72,6 +80,106 @@ impl Drop for Tmpfs {
         }
         // Still busy: detach it now, the kernel frees it when the last user lets go.
         let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+/// `EROFS`: read-only file system.
+const EROFS: i32 = 30;
+
+/// The passthrough FUSE file system of `tests/faults/rofs.py`: a backing dir mirrored on a
+/// mount point, turned read-only while mounted by creating its switch file (every write,
+/// truncate, create, unlink, rename, mkdir, chmod, and open for writing then fails with EROFS,
+/// through descriptors already open too) and writable again by removing it. Unmounted when
+/// dropped (after what runs on it stopped), and its process waited for.
+struct SwitchableFs {
+    path: PathBuf,
+    switch: PathBuf,
+    process: Child,
+}
+
+impl SwitchableFs {
+    /// Mounts `outer/backing` on `outer/mnt`, with the switch at `outer/read-only`.
+    fn mount(outer: &Path) -> SwitchableFs {
+        let (backing, path) = (outer.join("backing"), outer.join("mnt"));
+        for dir in [&backing, &path] {
+            std::fs::create_dir_all(dir).expect("a dir for the FUSE mount");
+        }
+        let helper = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/faults/rofs.py");
+        // Debian's interpreter, which sees python3-fusepy (a pyenv one on PATH would not).
+        let mut process = Command::new("/usr/bin/python3")
+            .arg(helper)
+            .arg(&backing)
+            .arg(&path)
+            .arg(outer.join("read-only"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("/usr/bin/python3 runs");
+        // The helper prints `mounted` once the kernel has mounted it, or exits with the reason.
+        let stdout = process.stdout.take().expect("the helper's stdout");
+        let (mounted, said) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = mounted.send(line);
+        });
+        let fs = SwitchableFs {
+            path,
+            switch: outer.join("read-only"),
+            process,
+        };
+        let line = said
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_default();
+        assert_eq!(
+            line.trim(),
+            "mounted",
+            "the FUSE helper did not mount (it needs root, /dev/fuse and python3-fusepy, \
+             which CI installs); see its stderr above"
+        );
+        fs
+    }
+
+    /// Turns the file system read-only (`true`) or writable; the next operation sees it.
+    fn set_read_only(&self, read_only: bool) {
+        if read_only {
+            std::fs::write(&self.switch, b"").expect("the switch is created");
+        } else {
+            std::fs::remove_file(&self.switch).expect("the switch is removed");
+        }
+    }
+}
+
+impl Drop for SwitchableFs {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.switch);
+        let mut unmounted = false;
+        for _ in 0..50 {
+            unmounted = Command::new("umount")
+                .arg(&self.path)
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if unmounted {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if !unmounted {
+            // Still busy: detach it now, the kernel frees it when the last user lets go.
+            let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+        }
+        // Unmounted, the helper's loop ends and it exits; if it does not, stop it.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.process.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.process.kill();
+        let _ = self.process.wait();
     }
 }
 
@@ -424,11 +532,12 @@ fn a_database_locked_past_the_busy_timeout_is_503_and_not_ready_until_released()
     stop_and_verify(app, &log);
 }
 
-/// A data dir cannot be remounted read-only under a running server here (the kernel answers
-/// EBUSY while SQLite holds the database, WAL and shared memory open for writing). What a
-/// server can meet is a data dir that is read-only when it starts: SQLite would then open the
+/// A data dir that is read-only when the server starts (here a tmpfs remounted read-only while
+/// no server runs; the kernel refuses that, EBUSY, while SQLite holds the database, WAL and
+/// shared memory open for writing, which the test also checks). SQLite would open the
 /// database read-only for good, so Bindery refuses to start, naming the cause, while the
 /// read-only tools (export, verify) still work; once writable, it starts and nothing is lost.
+/// A data dir turning read-only under a running server is the next test's case.
 #[test]
 fn a_read_only_data_dir_refuses_to_serve_and_serves_again_once_writable() {
     let (_outer, tmpfs, data) = data_dir_on_tmpfs("16m");
@@ -489,4 +598,161 @@ fn a_read_only_data_dir_refuses_to_serve_and_serves_again_once_writable() {
     assert_ready_again(&app, &log, Duration::from_secs(3));
     assert_all_listed(&app, &service, &acknowledged);
     stop_and_verify(app, &log);
+}
+
+/// The data dir turns read-only under the running server, as when the kernel remounts a file
+/// system read-only on an error: the files SQLite holds open stay open, but every write through
+/// them fails with EROFS. The data dir is on the FUSE file system of `tests/faults/rofs.py`,
+/// which does exactly that at the flip of a switch (a tmpfs cannot be remounted read-only
+/// while SQLite holds its files open for writing, and device-mapper is not to be had here).
+#[test]
+fn a_data_dir_turning_read_only_while_serving_answers_503_loses_nothing_and_recovers() {
+    let outer = TempDir::new().expect("temp dir");
+    let fs = SwitchableFs::mount(outer.path());
+    let data = TempDir::new_in(&fs.path).expect("a data dir on the FUSE mount");
+    let (app, log) = TestApp::spawn_logged(data, &[], None);
+    let name = app.data_dir().file_name().expect("a name").to_owned();
+    assert!(
+        outer
+            .path()
+            .join("backing")
+            .join(name)
+            .join("bindery.db")
+            .exists(),
+        "the database went through the FUSE mount to its backing dir"
+    );
+    let service = sid(&app.create_service("chat"));
+    let mut acknowledged = Vec::new();
+    let mut first = Value::Null;
+    for n in 0..3 {
+        let body = register(&app, &service, n).expect(201);
+        acknowledged.push(sid(&body));
+        if n == 0 {
+            first = body;
+        }
+    }
+    assert_eq!(readyz(&app).0, 200, "ready before the fault");
+
+    fs.set_read_only(true);
+    let refused = std::fs::write(fs.path.join("probe"), b"x").expect_err("a write is refused");
+    assert_eq!(refused.raw_os_error(), Some(EROFS), "{refused}");
+
+    assert_unavailable(
+        "a registration on a read-only data dir",
+        &register(&app, &service, 3),
+        &log,
+    );
+    assert_unavailable(
+        "a service created on a read-only data dir",
+        &app.post("/v2/Services", &[("FriendlyName", "read-only")]),
+        &log,
+    );
+    assert_unavailable(
+        "a binding deleted on a read-only data dir",
+        &app.delete(&format!("/v2/Services/{service}/Bindings/{}", sid(&first))),
+        &log,
+    );
+    assert_not_ready(&app, &log);
+    let (_, body) = readyz(&app);
+    assert!(
+        body["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("not writable")),
+        "/readyz names the cause: {body}"
+    );
+    // And still not ready a moment later: nothing gets through while the fault lasts.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_not_ready(&app, &log);
+    assert_unavailable(
+        "a registration, again, on a read-only data dir",
+        &register(&app, &service, 3),
+        &log,
+    );
+    // Reads go on: they need only the database, the WAL and the WAL index, all open already.
+    assert_all_listed(&app, &service, &acknowledged);
+    assert_eq!(app.follow(&first["url"]).expect(200), first, "a fetch");
+    assert_eq!(
+        app.get_raw(&format!("/v2/Services/{service}")).status,
+        200,
+        "a read on a read-only data dir"
+    );
+
+    // Writable again: the refused registration now succeeds, without a restart.
+    fs.set_read_only(false);
+    let retried = retry_until_created(
+        "the refused registration, retried once the data dir is writable",
+        &log,
+        Duration::from_secs(3),
+        || register(&app, &service, 3),
+    );
+    acknowledged.push(sid(&retried));
+    assert_ready_again(&app, &log, Duration::from_secs(3));
+    for n in 4..6 {
+        acknowledged.push(sid(&register(&app, &service, n).expect(201)));
+    }
+
+    // Again, with registrations in flight as the data dir turns read-only and back: each is
+    // acknowledged or refused with a 503, and every acknowledged one is kept.
+    let (stop, created) = (AtomicBool::new(false), AtomicUsize::new(0));
+    let (written, refused, created_after) = std::thread::scope(|scope| {
+        let writers: Vec<_> = (0..4)
+            .map(|t| {
+                let (app, log, service) = (&app, &log, &service);
+                let (stop, created) = (&stop, &created);
+                scope.spawn(move || {
+                    let (mut written, mut refused) = (Vec::new(), 0);
+                    let deadline = Instant::now() + Duration::from_secs(15);
+                    for n in (100 + 1000 * t..).take_while(|_| Instant::now() < deadline) {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let reply = register(app, service, n);
+                        if reply.status == 201 {
+                            created.fetch_add(1, Ordering::Relaxed);
+                            written.push(sid(&reply.body));
+                        } else {
+                            assert_unavailable(&format!("registration {n} in flight"), &reply, log);
+                            refused += 1;
+                            std::thread::sleep(Duration::from_millis(20));
+                        }
+                    }
+                    (written, refused)
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        fs.set_read_only(true);
+        std::thread::sleep(Duration::from_millis(500));
+        fs.set_read_only(false);
+        let created_before = created.load(Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(700));
+        stop.store(true, Ordering::Relaxed);
+        let created_after = created.load(Ordering::Relaxed) - created_before;
+        let (mut written, mut refused) = (Vec::new(), 0);
+        for writer in writers {
+            let (sids, more) = writer.join().expect("a writer");
+            written.extend(sids);
+            refused += more;
+        }
+        (written, refused, created_after)
+    });
+    assert!(
+        refused > 0,
+        "no registration in flight was refused while read-only"
+    );
+    assert!(
+        created_after > 0,
+        "no registration in flight was acknowledged once writable again\nserver log:\n{}",
+        tail(&log)
+    );
+    acknowledged.extend(written);
+    assert_ready_again(&app, &log, Duration::from_secs(3));
+    assert_all_listed(&app, &service, &acknowledged);
+    let services = app.get_raw("/v2/Services").expect(200);
+    assert_eq!(
+        services["services"].as_array().map(Vec::len),
+        Some(1),
+        "the refused service was not half-written: {services}"
+    );
+    let (_data, _account) = stop_and_verify(app, &log);
 }
