@@ -190,6 +190,9 @@ fn configure(conn: &Connection, options: &StoreOptions) -> Result<(), StoreError
         Synchronous::Normal => "NORMAL",
     };
     conn.pragma_update(None, "synchronous", synchronous)?;
+    // Each command of a batch runs in a savepoint, whose statement journal keeps the pages it
+    // changes; in memory, not in a temporary file written on every command.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
     Ok(())
 }
 
