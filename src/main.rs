@@ -290,7 +290,7 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
         let listener = TcpListener::bind(settings.listen)
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
         let address = listener.local_addr()?;
-        if !daemon.read(|view| view.has_accounts()).await? {
+        if !daemon.read(|view| view.has_accounts())? {
             create_first_account(&daemon, address).await?;
         }
         let operations = match settings.metrics.listen {

@@ -43,36 +43,32 @@ impl Daemon {
         let (account, service, identities) =
             (request.account, request.service, request.identities.clone());
         let sender = request.variables.user.clone();
-        let (service_row, targets, sender_name) = self
-            .read(move |view| {
-                let Some(service_row) = view.service(&account, &service)? else {
-                    return Ok((None, Vec::new(), None));
-                };
-                let mut targets = Vec::new();
-                for identity in &identities {
-                    if let Some(user) =
-                        view.user(&account, &service, &UserRef::Identity(identity.clone()))?
-                    {
-                        for binding in view.bindings_of_user(&user.sid)? {
-                            let credential_missing = match &binding.credential_sid {
-                                Some(credential) => {
-                                    view.credential(&account, credential)?.is_none()
-                                }
-                                None => false,
-                            };
-                            targets.push((binding, credential_missing));
-                        }
+        let (service_row, targets, sender_name) = self.read(move |view| {
+            let Some(service_row) = view.service(&account, &service)? else {
+                return Ok((None, Vec::new(), None));
+            };
+            let mut targets = Vec::new();
+            for identity in &identities {
+                if let Some(user) =
+                    view.user(&account, &service, &UserRef::Identity(identity.clone()))?
+                {
+                    for binding in view.bindings_of_user(&user.sid)? {
+                        let credential_missing = match &binding.credential_sid {
+                            Some(credential) => view.credential(&account, credential)?.is_none(),
+                            None => false,
+                        };
+                        targets.push((binding, credential_missing));
                     }
                 }
-                let sender_name = match Identity::parse(&sender) {
-                    Ok(identity) => view
-                        .user(&account, &service, &UserRef::Identity(identity))?
-                        .and_then(|u| u.friendly_name),
-                    Err(_) => None,
-                };
-                Ok((Some(service_row), targets, sender_name))
-            })
-            .await?;
+            }
+            let sender_name = match Identity::parse(&sender) {
+                Ok(identity) => view
+                    .user(&account, &service, &UserRef::Identity(identity))?
+                    .and_then(|u| u.friendly_name),
+                Err(_) => None,
+            };
+            Ok((Some(service_row), targets, sender_name))
+        })?;
         let service_row = service_row.ok_or(DomainError::ServiceNotFound(service))?;
         let notifications = &service_row.settings.notifications;
         if !notifications.enabled(request.message_type) {

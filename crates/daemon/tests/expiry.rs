@@ -109,7 +109,6 @@ async fn history(
                 },
             )
         })
-        .await
         .unwrap();
     assert!(!page.more);
     page.items
@@ -123,14 +122,13 @@ async fn binding_exists(
 ) -> bool {
     daemon
         .read(move |view| view.binding(&account, &service, &binding))
-        .await
         .unwrap()
         .is_some()
 }
 
 /// The newest log position.
 async fn log_position(daemon: &Daemon) -> i64 {
-    daemon.read(|view| view.positions()).await.unwrap().1
+    daemon.read(|view| view.positions()).unwrap().1
 }
 
 /// How many bindings the log has ever expired.
@@ -144,7 +142,6 @@ async fn expired_events(daemon: &Daemon, account: AccountSid) -> usize {
         };
         let page = daemon
             .read(move |view| view.events(&account, &EventFilter::Account, &request))
-            .await
             .unwrap();
         expired += page
             .items
@@ -485,7 +482,6 @@ async fn one_sweep_expires_more_stale_bindings_than_one_batch_holds() {
                 },
             )
         })
-        .await
         .unwrap();
     let left: Vec<BindingSid> = left.items.iter().map(|b| b.sid).collect();
     assert_eq!(left, fresh, "exactly the fresh bindings are left");

@@ -145,16 +145,12 @@ impl Api {
         }
     }
 
-    /// Runs a query on a reader for this account.
-    pub async fn read<F, R>(&self, query: F) -> Result<R, ApiError>
+    /// Runs a query for this account (now, on this thread: see `bindery_daemon::Readers`).
+    pub fn read<F, R>(&self, query: F) -> Result<R, ApiError>
     where
-        F: FnOnce(&bindery_daemon::queries::ReadView, &AccountSid) -> Result<R, StoreError>
-            + Send
-            + 'static,
-        R: Send + 'static,
+        F: FnOnce(&bindery_daemon::queries::ReadView, &AccountSid) -> Result<R, StoreError>,
     {
-        let account = self.account;
-        Ok(self.daemon.read(move |view| query(view, &account)).await?)
+        Ok(self.daemon.read(|view| query(view, &self.account))?)
     }
 
     pub fn url(&self, path: &str) -> String {

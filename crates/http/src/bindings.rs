@@ -2,7 +2,7 @@
 //! the user's (`…/Users/{UserSid}/Bindings[/{Sid}]`), the same binding under both. POST on the
 //! user's list registers a device [EXT]. The push address never appears in these bodies.
 
-use actix_web::http::{Method, StatusCode};
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use bindery_daemon::queries::BindingFilter;
 use bindery_domain::*;
@@ -14,48 +14,8 @@ use crate::error::ApiError;
 use crate::form::{query, FormBody, Params};
 use crate::paging::{envelope, Paging};
 use crate::users::{find_user, user_path};
-use crate::Routes;
 
 const MAX_PAGE_SIZE: usize = 50;
-
-pub fn routes(routes: &mut Routes) {
-    routes
-        .add(
-            Method::GET,
-            "/v2/Services/{ServiceSid}/Bindings",
-            list_service_bindings,
-        )
-        .add(
-            Method::GET,
-            "/v2/Services/{ServiceSid}/Bindings/{Sid}",
-            fetch_service_binding,
-        )
-        .add(
-            Method::DELETE,
-            "/v2/Services/{ServiceSid}/Bindings/{Sid}",
-            delete_service_binding,
-        )
-        .add(
-            Method::GET,
-            "/v2/Services/{ServiceSid}/Users/{UserSid}/Bindings",
-            list_user_bindings,
-        )
-        .add(
-            Method::POST,
-            "/v2/Services/{ServiceSid}/Users/{UserSid}/Bindings",
-            register,
-        )
-        .add(
-            Method::GET,
-            "/v2/Services/{ServiceSid}/Users/{UserSid}/Bindings/{Sid}",
-            fetch_user_binding,
-        )
-        .add(
-            Method::DELETE,
-            "/v2/Services/{ServiceSid}/Users/{UserSid}/Bindings/{Sid}",
-            delete_user_binding,
-        );
-}
 
 /// What may stand unescaped in a path segment (RFC 3986 pchar), so `alice@example.com` and
 /// `user+1` stay readable while spaces and slashes are escaped.
@@ -157,7 +117,7 @@ fn kept<'a>(params: &'a Params, names: &[&'a str]) -> Vec<(&'a str, String)> {
         .collect()
 }
 
-async fn list_service_bindings(
+pub(crate) async fn list_service_bindings(
     api: Api,
     request: HttpRequest,
     path: web::Path<String>,
@@ -175,14 +135,12 @@ async fn list_service_bindings(
             .collect::<Result<_, _>>()?,
     };
     let page_request = paging.request.clone();
-    let (service_row, page) = api
-        .read(move |view, account| {
-            Ok((
-                view.service(account, &service)?,
-                view.bindings(account, &service, &filter, &page_request)?,
-            ))
-        })
-        .await?;
+    let (service_row, page) = api.read(move |view, account| {
+        Ok((
+            view.service(account, &service)?,
+            view.bindings(account, &service, &filter, &page_request)?,
+        ))
+    })?;
     found(service_row, DomainError::ServiceNotFound(service))?;
     let body = envelope(
         &api.url(&format!("/v2/Services/{service}/Bindings")),
@@ -196,26 +154,24 @@ async fn list_service_bindings(
     Ok(HttpResponse::Ok().json(body))
 }
 
-async fn fetch_service_binding(
+pub(crate) async fn fetch_service_binding(
     api: Api,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let service: ServiceSid = path_sid(&path.0)?;
     let sid: BindingSid = path_sid(&path.1)?;
-    let (service_row, binding) = api
-        .read(move |view, account| {
-            Ok((
-                view.service(account, &service)?,
-                view.binding(account, &service, &sid)?,
-            ))
-        })
-        .await?;
+    let (service_row, binding) = api.read(move |view, account| {
+        Ok((
+            view.service(account, &service)?,
+            view.binding(account, &service, &sid)?,
+        ))
+    })?;
     found(service_row, DomainError::ServiceNotFound(service))?;
     let binding = found(binding, DomainError::BindingNotFound(sid))?;
     Ok(HttpResponse::Ok().json(render_service_binding(&binding, &api.origin)))
 }
 
-async fn delete_service_binding(
+pub(crate) async fn delete_service_binding(
     api: Api,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
@@ -232,7 +188,7 @@ async fn delete_service_binding(
     Ok(HttpResponse::NoContent().finish())
 }
 
-async fn list_user_bindings(
+pub(crate) async fn list_user_bindings(
     api: Api,
     request: HttpRequest,
     path: web::Path<(String, String)>,
@@ -241,16 +197,15 @@ async fn list_user_bindings(
     let params = query(&request)?;
     let paging = Paging::parse(&params, MAX_PAGE_SIZE)?;
     let types = binding_types(params.all("BindingType"))?;
-    let user = find_user(&api, service, user).await?;
+    let user = find_user(&api, service, user)?;
     let filter = BindingFilter {
         user: Some(user.sid),
         types,
         identities: Vec::new(),
     };
     let page_request = paging.request.clone();
-    let page = api
-        .read(move |view, account| view.bindings(account, &service, &filter, &page_request))
-        .await?;
+    let page =
+        api.read(move |view, account| view.bindings(account, &service, &filter, &page_request))?;
     let body = envelope(
         &api.url(&format!(
             "/v2/Services/{service}/Users/{}/Bindings",
@@ -266,22 +221,20 @@ async fn list_user_bindings(
     Ok(HttpResponse::Ok().json(body))
 }
 
-async fn fetch_user_binding(
+pub(crate) async fn fetch_user_binding(
     api: Api,
     path: web::Path<(String, String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (service, user) = user_path(&path.0, &path.1)?;
     let sid: BindingSid = path_sid(&path.2)?;
-    let user = find_user(&api, service, user).await?;
-    let binding = api
-        .read(move |view, account| view.binding(account, &service, &sid))
-        .await?;
+    let user = find_user(&api, service, user)?;
+    let binding = api.read(move |view, account| view.binding(account, &service, &sid))?;
     let binding = binding.filter(|b| b.user_sid == user.sid);
     let binding = found(binding, DomainError::BindingNotFound(sid))?;
     Ok(HttpResponse::Ok().json(render_user_binding(&binding, &api.origin)))
 }
 
-async fn delete_user_binding(
+pub(crate) async fn delete_user_binding(
     api: Api,
     path: web::Path<(String, String, String)>,
 ) -> Result<HttpResponse, ApiError> {
@@ -300,7 +253,7 @@ async fn delete_user_binding(
 
 /// Registers a device [EXT]: an upsert on (user, endpoint, binding type); 201 when it made a
 /// binding, 200 when it refreshed one.
-async fn register(
+pub(crate) async fn register(
     api: Api,
     path: web::Path<(String, String)>,
     FormBody(form): FormBody,

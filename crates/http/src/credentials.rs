@@ -1,7 +1,7 @@
 //! Push credentials: `/v2/Credentials[/{Sid}]`, account-scoped. Their secrets are stored for
 //! senders and never returned.
 
-use actix_web::http::{Method, StatusCode};
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use bindery_domain::*;
 use serde_json::{json, Value};
@@ -10,19 +10,9 @@ use crate::api::{found, path_sid, row_of, Api};
 use crate::error::ApiError;
 use crate::form::{query, FormBody, Params};
 use crate::paging::{envelope, Paging};
-use crate::Routes;
 
 const MAX_PAGE_SIZE: usize = 1000;
 const FRIENDLY_NAME_MAX_CHARS: usize = 64;
-
-pub fn routes(routes: &mut Routes) {
-    routes
-        .add(Method::GET, "/v2/Credentials", list)
-        .add(Method::POST, "/v2/Credentials", create)
-        .add(Method::GET, "/v2/Credentials/{Sid}", fetch)
-        .add(Method::POST, "/v2/Credentials/{Sid}", update)
-        .add(Method::DELETE, "/v2/Credentials/{Sid}", delete);
-}
 
 pub fn render(credential: &Credential, origin: &str) -> Value {
     json!({
@@ -75,12 +65,10 @@ fn credential_fields(form: &Params) -> Result<CredentialFields, ApiError> {
     })
 }
 
-async fn list(api: Api, request: HttpRequest) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn list(api: Api, request: HttpRequest) -> Result<HttpResponse, ApiError> {
     let paging = Paging::parse(&query(&request)?, MAX_PAGE_SIZE)?;
     let page_request = paging.request.clone();
-    let page = api
-        .read(move |view, account| view.credentials(account, &page_request))
-        .await?;
+    let page = api.read(move |view, account| view.credentials(account, &page_request))?;
     let body = envelope(
         &api.url("/v2/Credentials"),
         "credentials",
@@ -93,7 +81,7 @@ async fn list(api: Api, request: HttpRequest) -> Result<HttpResponse, ApiError> 
     Ok(HttpResponse::Ok().json(body))
 }
 
-async fn create(api: Api, FormBody(form): FormBody) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn create(api: Api, FormBody(form): FormBody) -> Result<HttpResponse, ApiError> {
     let credential_type = match form.one("Type")? {
         None => return Err(ApiError::bad_parameter("Type is required")),
         Some(value) => BindingType::parse(value).ok_or_else(|| {
@@ -121,16 +109,14 @@ async fn create(api: Api, FormBody(form): FormBody) -> Result<HttpResponse, ApiE
     .await
 }
 
-async fn fetch(api: Api, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn fetch(api: Api, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let sid: CredentialSid = path_sid(&path)?;
-    let credential = api
-        .read(move |view, account| view.credential(account, &sid))
-        .await?;
+    let credential = api.read(move |view, account| view.credential(account, &sid))?;
     let credential = found(credential, DomainError::CredentialNotFound(sid))?;
     Ok(HttpResponse::Ok().json(render(&credential, &api.origin)))
 }
 
-async fn update(
+pub(crate) async fn update(
     api: Api,
     path: web::Path<String>,
     FormBody(form): FormBody,
@@ -151,7 +137,7 @@ async fn update(
     .await
 }
 
-async fn delete(api: Api, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn delete(api: Api, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let credential: CredentialSid = path_sid(&path)?;
     api.execute(Command::DeleteCredential {
         account: api.account,

@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse};
 use bindery_daemon::queries::{Cursor, EventFilter, Page, PageRequest};
 use bindery_domain::*;
@@ -14,26 +13,10 @@ use crate::api::{found, path_sid, Api};
 use crate::error::ApiError;
 use crate::form::query;
 use crate::paging::{envelope, Paging};
-use crate::Routes;
 
 const MAX_PAGE_SIZE: usize = 1000;
 /// The longest a change-feed request waits for new events, in seconds.
 const MAX_WAIT: u64 = 30;
-
-pub fn routes(routes: &mut Routes) {
-    routes
-        .add(
-            Method::GET,
-            "/v2/Services/{ServiceSid}/Bindings/{Sid}/History",
-            binding_history,
-        )
-        .add(
-            Method::GET,
-            "/v2/Services/{ServiceSid}/Users/{UserSid}/History",
-            user_history,
-        )
-        .add(Method::GET, "/v2/Events", feed);
-}
 
 pub fn render(event: &RecordedEvent) -> Value {
     json!({
@@ -62,13 +45,11 @@ async fn history_page(
         cursor: Cursor::Start,
         size: 1,
     };
-    let page = api
-        .read(move |view, account| {
-            let seen = !view.events(account, &filter, &first)?.items.is_empty();
-            seen.then(|| view.events(account, &filter, &page_request))
-                .transpose()
-        })
-        .await?;
+    let page = api.read(move |view, account| {
+        let seen = !view.events(account, &filter, &first)?.items.is_empty();
+        seen.then(|| view.events(account, &filter, &page_request))
+            .transpose()
+    })?;
     let page = found(page, missing)?;
     Ok(HttpResponse::Ok().json(envelope(
         &api.url(&base),
@@ -81,21 +62,19 @@ async fn history_page(
     )))
 }
 
-async fn service_exists(api: &Api, service: ServiceSid) -> Result<(), ApiError> {
-    let row = api
-        .read(move |view, account| view.service(account, &service))
-        .await?;
+fn service_exists(api: &Api, service: ServiceSid) -> Result<(), ApiError> {
+    let row = api.read(move |view, account| view.service(account, &service))?;
     found(row, DomainError::ServiceNotFound(service)).map(|_| ())
 }
 
-async fn binding_history(
+pub(crate) async fn binding_history(
     api: Api,
     request: HttpRequest,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let service: ServiceSid = path_sid(&path.0)?;
     let binding: BindingSid = path_sid(&path.1)?;
-    service_exists(&api, service).await?;
+    service_exists(&api, service)?;
     let base = format!("/v2/Services/{service}/Bindings/{binding}/History");
     let missing = DomainError::BindingNotFound(binding);
     history_page(
@@ -109,20 +88,19 @@ async fn binding_history(
 }
 
 /// A user by SID, or the newest user ever created with that identity.
-async fn user_history(
+pub(crate) async fn user_history(
     api: Api,
     request: HttpRequest,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let service: ServiceSid = path_sid(&path.0)?;
-    service_exists(&api, service).await?;
+    service_exists(&api, service)?;
     let user = match UserRef::parse(&path.1)? {
         UserRef::Sid(sid) => sid,
         UserRef::Identity(identity) => {
             let name = identity.as_str().to_owned();
-            let sid = api
-                .read(move |view, account| view.user_ever(account, &service, &identity))
-                .await?;
+            let sid =
+                api.read(move |view, account| view.user_ever(account, &service, &identity))?;
             found(sid, DomainError::UserNotFound(name))?
         }
     };
@@ -140,7 +118,7 @@ async fn user_history(
 
 /// `After` (a position, default 0), `Wait` (seconds to wait for an event when there is none
 /// yet, at most 30) and `PageSize`. `meta.next_after` is where the next request starts.
-async fn feed(api: Api, request: HttpRequest) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn feed(api: Api, request: HttpRequest) -> Result<HttpResponse, ApiError> {
     let params = query(&request)?;
     let number = |name: &str| -> Result<u64, ApiError> {
         params
@@ -168,7 +146,7 @@ async fn feed(api: Api, request: HttpRequest) -> Result<HttpResponse, ApiError> 
         let page_request = page_request.clone();
         api.read(move |view, account| view.events(account, &EventFilter::Account, &page_request))
     };
-    let mut page: Page<RecordedEvent> = read().await?;
+    let mut page: Page<RecordedEvent> = read()?;
     // Nothing yet: wait for the log to grow. Another account's events wake this too, so wait
     // again, past them, until this account's arrive or the time is up.
     let deadline = std::time::Instant::now() + wait;
@@ -178,7 +156,7 @@ async fn feed(api: Api, request: HttpRequest) -> Result<HttpResponse, ApiError> 
         match api.daemon.wait_past(seen, remaining).await {
             Some(newest) if !remaining.is_zero() => {
                 seen = newest;
-                page = read().await?;
+                page = read()?;
             }
             _ => break,
         }

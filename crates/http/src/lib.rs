@@ -50,27 +50,116 @@ impl Default for HttpSettings {
     }
 }
 
-/// The table of routes: registered with actix, or listed for the OpenAPI document, from the
-/// same calls so that the two cannot disagree.
-pub enum Routes<'a> {
-    Register(&'a mut web::ServiceConfig),
+/// The table of routes: registered with actix, or listed (method, full path template) for the
+/// OpenAPI document and the 404/405 answers, from the same calls so that they cannot disagree.
+///
+/// actix matches a request against its resources in order, each dynamic template by a regex,
+/// so the table is a tree: routes of one path share a resource, and a scope's routes are only
+/// tried once its prefix matched. Within a level, the first template that matches wins.
+pub struct Routes<'a> {
+    target: Target<'a>,
+    prefix: String,
+}
+
+enum Target<'a> {
+    Register {
+        config: &'a mut web::ServiceConfig,
+        /// In registration order; a route joins the resource of its path if there is one.
+        pending: Vec<Pending>,
+    },
     List(&'a mut Vec<(String, String)>),
 }
 
-impl Routes<'_> {
+enum Pending {
+    Resource(&'static str, Vec<actix_web::Route>),
+    Scope(actix_web::Scope),
+}
+
+impl<'a> Routes<'a> {
+    /// Registers the routes added with actix, when finished.
+    pub fn register(config: &'a mut web::ServiceConfig) -> Self {
+        Routes {
+            target: Target::Register {
+                config,
+                pending: Vec::new(),
+            },
+            prefix: String::new(),
+        }
+    }
+
+    /// Lists the routes added, with their full path templates.
+    pub fn list(list: &'a mut Vec<(String, String)>) -> Self {
+        Routes {
+            target: Target::List(list),
+            prefix: String::new(),
+        }
+    }
+
     pub fn add<F, Args>(&mut self, method: Method, path: &'static str, handler: F) -> &mut Self
     where
         F: actix_web::Handler<Args>,
         Args: actix_web::FromRequest + 'static,
         F::Output: actix_web::Responder + 'static,
     {
-        match self {
-            Routes::Register(config) => {
-                config.route(path, web::method(method).to(handler));
+        match &mut self.target {
+            Target::Register { pending, .. } => {
+                let route = web::method(method).to(handler);
+                let same_path = pending.iter_mut().find_map(|p| match p {
+                    Pending::Resource(p, routes) if *p == path => Some(routes),
+                    _ => None,
+                });
+                match same_path {
+                    Some(routes) => routes.push(route),
+                    None => pending.push(Pending::Resource(path, vec![route])),
+                }
             }
-            Routes::List(list) => list.push((method.to_string(), path.to_owned())),
+            Target::List(list) => list.push((method.to_string(), format!("{}{path}", self.prefix))),
         }
         self
+    }
+
+    /// Routes under `prefix`, which may hold a `{Name}` segment.
+    pub fn scope(&mut self, prefix: &'static str, routes: impl FnOnce(&mut Routes)) -> &mut Self {
+        match &mut self.target {
+            Target::Register { pending, .. } => {
+                let scope = web::scope(prefix).configure(|config| {
+                    let mut inner = Routes::register(config);
+                    routes(&mut inner);
+                    inner.finish();
+                });
+                pending.push(Pending::Scope(scope));
+            }
+            Target::List(list) => {
+                let mut inner = Routes {
+                    target: Target::List(list),
+                    prefix: format!("{}{prefix}", self.prefix),
+                };
+                routes(&mut inner);
+            }
+        }
+        self
+    }
+
+    /// Hands what was added to actix. A method a path does not serve is answered by
+    /// [`not_found`] (405 with `Allow`), as is a path no route serves (404).
+    pub fn finish(self) {
+        let Target::Register { config, pending } = self.target else {
+            return;
+        };
+        for item in pending {
+            match item {
+                Pending::Resource(path, routes) => {
+                    let resource = routes.into_iter().fold(
+                        web::resource(path).default_service(web::to(not_found)),
+                        |resource, route| resource.route(route),
+                    );
+                    config.service(resource);
+                }
+                Pending::Scope(scope) => {
+                    config.service(scope);
+                }
+            }
+        }
     }
 }
 
@@ -79,27 +168,67 @@ fn all_routes(routes: &mut Routes) {
     api_routes(routes);
 }
 
-/// Everything but the operators' routes.
+/// Everything but the operators' routes: the whole API, as a tree.
 fn api_routes(routes: &mut Routes) {
-    routes.add(Method::GET, "/openapi.json", openapi_document);
-    services::routes(routes);
-    credentials::routes(routes);
-    users::routes(routes);
-    // Before the bindings, whose `/Bindings/{Sid}` would otherwise take `/Bindings/Feedback`.
-    notifications::routes(routes);
-    history::routes(routes);
-    bindings::routes(routes);
+    use Method as M;
+    routes.add(M::GET, "/openapi.json", openapi_document);
+    routes.scope("/v2/Services", |routes| {
+        routes
+            .add(M::GET, "", services::list)
+            .add(M::POST, "", services::create)
+            .add(M::GET, "/{Sid}", services::fetch)
+            .add(M::POST, "/{Sid}", services::update)
+            .add(M::DELETE, "/{Sid}", services::delete)
+            .scope("/{ServiceSid}", |routes| {
+                routes
+                    // Before `/Bindings/{Sid}`, which would take it.
+                    .add(M::POST, "/Bindings/Feedback", notifications::feedback)
+                    .add(M::GET, "/Bindings", bindings::list_service_bindings)
+                    .add(M::GET, "/Bindings/{Sid}", bindings::fetch_service_binding)
+                    .add(
+                        M::DELETE,
+                        "/Bindings/{Sid}",
+                        bindings::delete_service_binding,
+                    )
+                    .add(M::GET, "/Bindings/{Sid}/History", history::binding_history)
+                    .add(M::POST, "/Notifications", notifications::notify)
+                    .add(M::GET, "/Users", users::list)
+                    .add(M::POST, "/Users", users::create)
+                    .add(M::GET, "/Users/{Sid}", users::fetch)
+                    .add(M::POST, "/Users/{Sid}", users::update)
+                    .add(M::DELETE, "/Users/{Sid}", users::delete)
+                    .scope("/Users/{UserSid}", |routes| {
+                        routes
+                            .add(M::GET, "/Bindings", bindings::list_user_bindings)
+                            .add(M::POST, "/Bindings", bindings::register)
+                            .add(M::GET, "/Bindings/{Sid}", bindings::fetch_user_binding)
+                            .add(M::DELETE, "/Bindings/{Sid}", bindings::delete_user_binding)
+                            .add(M::GET, "/History", history::user_history);
+                    });
+            });
+    });
+    routes.scope("/v2/Credentials", |routes| {
+        routes
+            .add(M::GET, "", credentials::list)
+            .add(M::POST, "", credentials::create)
+            .add(M::GET, "/{Sid}", credentials::fetch)
+            .add(M::POST, "/{Sid}", credentials::update)
+            .add(M::DELETE, "/{Sid}", credentials::delete);
+    });
+    routes.add(M::GET, "/v2/Events", history::feed);
 }
 
 /// Every route Bindery serves.
 pub fn routes(config: &mut web::ServiceConfig) {
-    all_routes(&mut Routes::Register(config));
+    let mut routes = Routes::register(config);
+    all_routes(&mut routes);
+    routes.finish();
 }
 
 /// The (method, path template) of every route Bindery serves.
 pub fn served_routes() -> Vec<(String, String)> {
     let mut list = Vec::new();
-    all_routes(&mut Routes::List(&mut list));
+    all_routes(&mut Routes::list(&mut list));
     list
 }
 
@@ -128,7 +257,7 @@ struct RouteTable(Vec<(String, actix_web::dev::ResourceDef)>);
 impl RouteTable {
     fn of(register: fn(&mut Routes)) -> RouteTable {
         let mut list = Vec::new();
-        register(&mut Routes::List(&mut list));
+        register(&mut Routes::list(&mut list));
         RouteTable(
             list.into_iter()
                 .map(|(method, path)| (method, actix_web::dev::ResourceDef::new(path)))
@@ -189,7 +318,11 @@ pub fn serve(
             .app_data(api_table.clone())
             .app_data(throttle.clone())
             .wrap(actix_web::middleware::from_fn(observe::observe))
-            .configure(|config| register(&mut Routes::Register(config)))
+            .configure(|config| {
+                let mut routes = Routes::register(config);
+                register(&mut routes);
+                routes.finish();
+            })
             .default_service(web::to(not_found))
     });
     // The binary owns signal handling, so that it is in place before it says it listens.
@@ -207,7 +340,11 @@ pub fn serve(
                 .app_data(app_settings.clone())
                 .app_data(table.clone())
                 .wrap(actix_web::middleware::from_fn(observe::observe))
-                .configure(|config| operations::routes(&mut Routes::Register(config)))
+                .configure(|config| {
+                    let mut routes = Routes::register(config);
+                    operations::routes(&mut routes);
+                    routes.finish();
+                })
                 .default_service(web::to(not_found))
         });
         servers.push(

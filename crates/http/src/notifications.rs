@@ -1,7 +1,7 @@
 //! [EXT] Provider feedback (`POST /v2/Services/{ServiceSid}/Bindings/Feedback`) and notify
 //! (`POST /v2/Services/{ServiceSid}/Notifications`).
 
-use actix_web::http::{Method, StatusCode};
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use bindery_daemon::delivery::Outcome;
 use bindery_daemon::notifications::NotifyRequest;
@@ -12,27 +12,12 @@ use serde_json::{json, Value};
 use crate::api::{path_sid, Api};
 use crate::error::ApiError;
 use crate::form::FormBody;
-use crate::Routes;
-
-pub fn routes(routes: &mut Routes) {
-    routes
-        .add(
-            Method::POST,
-            "/v2/Services/{ServiceSid}/Bindings/Feedback",
-            feedback,
-        )
-        .add(
-            Method::POST,
-            "/v2/Services/{ServiceSid}/Notifications",
-            notify,
-        );
-}
 
 const FEEDBACK_REASONS: [&str; 3] = ["unregistered", "invalid", "expired"];
 
 /// A sender reports a token the provider rejected: the binding holding it is removed with
 /// reason `token_invalid`. 204 whether or not one held it.
-async fn feedback(
+pub(crate) async fn feedback(
     api: Api,
     path: web::Path<String>,
     FormBody(form): FormBody,
@@ -63,7 +48,7 @@ async fn feedback(
         .await
 }
 
-async fn notify(
+pub(crate) async fn notify(
     api: Api,
     path: web::Path<String>,
     FormBody(form): FormBody,

@@ -1,6 +1,6 @@
 //! Services: `/v2/Services[/{Sid}]`.
 
-use actix_web::http::{Method, StatusCode};
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use bindery_domain::{Command, DomainError, Row, Service, ServiceSid, SettingsPatch};
 use serde_json::{json, Value};
@@ -9,18 +9,8 @@ use crate::api::{found, path_sid, row_of, Api};
 use crate::error::ApiError;
 use crate::form::{query, FormBody, Params};
 use crate::paging::{envelope, Paging};
-use crate::Routes;
 
 const MAX_PAGE_SIZE: usize = 100;
-
-pub fn routes(routes: &mut Routes) {
-    routes
-        .add(Method::GET, "/v2/Services", list)
-        .add(Method::POST, "/v2/Services", create)
-        .add(Method::GET, "/v2/Services/{Sid}", fetch)
-        .add(Method::POST, "/v2/Services/{Sid}", update)
-        .add(Method::DELETE, "/v2/Services/{Sid}", delete);
-}
 
 pub fn render(service: &Service, origin: &str) -> Value {
     let url = format!("{origin}/v2/Services/{}", service.sid);
@@ -67,12 +57,10 @@ fn service_of(row: Row) -> Result<Service, ApiError> {
     }
 }
 
-async fn list(api: Api, request: HttpRequest) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn list(api: Api, request: HttpRequest) -> Result<HttpResponse, ApiError> {
     let paging = Paging::parse(&query(&request)?, MAX_PAGE_SIZE)?;
     let page_request = paging.request.clone();
-    let page = api
-        .read(move |view, account| view.services(account, &page_request))
-        .await?;
+    let page = api.read(move |view, account| view.services(account, &page_request))?;
     let body = envelope(
         &api.url("/v2/Services"),
         "services",
@@ -85,7 +73,7 @@ async fn list(api: Api, request: HttpRequest) -> Result<HttpResponse, ApiError> 
     Ok(HttpResponse::Ok().json(body))
 }
 
-async fn create(api: Api, FormBody(form): FormBody) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn create(api: Api, FormBody(form): FormBody) -> Result<HttpResponse, ApiError> {
     let friendly_name = form
         .string("FriendlyName")?
         .ok_or_else(|| ApiError::bad_parameter("FriendlyName is required"))?;
@@ -103,16 +91,14 @@ async fn create(api: Api, FormBody(form): FormBody) -> Result<HttpResponse, ApiE
     .await
 }
 
-async fn fetch(api: Api, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn fetch(api: Api, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let sid: ServiceSid = path_sid(&path)?;
-    let service = api
-        .read(move |view, account| view.service(account, &sid))
-        .await?;
+    let service = api.read(move |view, account| view.service(account, &sid))?;
     let service = found(service, DomainError::ServiceNotFound(sid))?;
     Ok(HttpResponse::Ok().json(render(&service, &api.origin)))
 }
 
-async fn update(
+pub(crate) async fn update(
     api: Api,
     path: web::Path<String>,
     FormBody(form): FormBody,
@@ -131,7 +117,7 @@ async fn update(
     .await
 }
 
-async fn delete(api: Api, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn delete(api: Api, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let service: ServiceSid = path_sid(&path)?;
     api.execute(Command::DeleteService {
         account: api.account,

@@ -1,6 +1,6 @@
 //! Users: `/v2/Services/{ServiceSid}/Users[/{Sid}]`, where `{Sid}` is a User SID or an identity.
 
-use actix_web::http::{Method, StatusCode};
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use bindery_domain::*;
 use serde_json::{json, Value};
@@ -10,26 +10,8 @@ use crate::error::ApiError;
 use crate::form::{query, FormBody, Params};
 use crate::paging::{envelope, Paging};
 use crate::services::is_role_sid;
-use crate::Routes;
 
 const MAX_PAGE_SIZE: usize = 100;
-
-pub fn routes(routes: &mut Routes) {
-    routes
-        .add(Method::GET, "/v2/Services/{ServiceSid}/Users", list)
-        .add(Method::POST, "/v2/Services/{ServiceSid}/Users", create)
-        .add(Method::GET, "/v2/Services/{ServiceSid}/Users/{Sid}", fetch)
-        .add(
-            Method::POST,
-            "/v2/Services/{ServiceSid}/Users/{Sid}",
-            update,
-        )
-        .add(
-            Method::DELETE,
-            "/v2/Services/{ServiceSid}/Users/{Sid}",
-            delete,
-        );
-}
 
 /// `is_notifiable`: whether the user has a binding; `None` where it is not computed (lists).
 pub fn render(user: &User, is_notifiable: Option<bool>, origin: &str) -> Value {
@@ -64,16 +46,14 @@ pub fn user_path(service: &str, user: &str) -> Result<(ServiceSid, UserRef), Api
 }
 
 /// The user named in a path, or the Twilio error for a missing service or user.
-pub async fn find_user(api: &Api, service: ServiceSid, user: UserRef) -> Result<User, ApiError> {
+pub fn find_user(api: &Api, service: ServiceSid, user: UserRef) -> Result<User, ApiError> {
     let name = user.to_string();
-    let (service_row, user_row) = api
-        .read(move |view, account| {
-            Ok((
-                view.service(account, &service)?,
-                view.user(account, &service, &user)?,
-            ))
-        })
-        .await?;
+    let (service_row, user_row) = api.read(move |view, account| {
+        Ok((
+            view.service(account, &service)?,
+            view.user(account, &service, &user)?,
+        ))
+    })?;
     found(service_row, DomainError::ServiceNotFound(service))?;
     found(user_row, DomainError::UserNotFound(name))
 }
@@ -110,7 +90,7 @@ fn user_fields(form: &Params) -> Result<UserFields, ApiError> {
     })
 }
 
-async fn list(
+pub(crate) async fn list(
     api: Api,
     request: HttpRequest,
     path: web::Path<String>,
@@ -118,14 +98,12 @@ async fn list(
     let service: ServiceSid = path_sid(&path)?;
     let paging = Paging::parse(&query(&request)?, MAX_PAGE_SIZE)?;
     let page_request = paging.request.clone();
-    let (service_row, page) = api
-        .read(move |view, account| {
-            Ok((
-                view.service(account, &service)?,
-                view.users(account, &service, &page_request)?,
-            ))
-        })
-        .await?;
+    let (service_row, page) = api.read(move |view, account| {
+        Ok((
+            view.service(account, &service)?,
+            view.users(account, &service, &page_request)?,
+        ))
+    })?;
     found(service_row, DomainError::ServiceNotFound(service))?;
     let body = envelope(
         &api.url(&format!("/v2/Services/{service}/Users")),
@@ -139,7 +117,7 @@ async fn list(
     Ok(HttpResponse::Ok().json(body))
 }
 
-async fn create(
+pub(crate) async fn create(
     api: Api,
     path: web::Path<String>,
     FormBody(form): FormBody,
@@ -165,15 +143,18 @@ async fn create(
     .await
 }
 
-async fn fetch(api: Api, path: web::Path<(String, String)>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn fetch(
+    api: Api,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
     let (service, user) = user_path(&path.0, &path.1)?;
-    let user = find_user(&api, service, user).await?;
+    let user = find_user(&api, service, user)?;
     let sid = user.sid;
-    let notifiable = api.read(move |view, _| view.has_bindings(&sid)).await?;
+    let notifiable = api.read(move |view, _| view.has_bindings(&sid))?;
     Ok(HttpResponse::Ok().json(render(&user, Some(notifiable), &api.origin)))
 }
 
-async fn update(
+pub(crate) async fn update(
     api: Api,
     path: web::Path<(String, String)>,
     FormBody(form): FormBody,
@@ -181,9 +162,9 @@ async fn update(
     let (service, user) = user_path(&path.0, &path.1)?;
     let fields = user_fields(&form)?;
     // An update does not touch bindings, so whether the user has any is read beforehand.
-    let current = find_user(&api, service, user.clone()).await?;
+    let current = find_user(&api, service, user.clone())?;
     let sid = current.sid;
-    let notifiable = api.read(move |view, _| view.has_bindings(&sid)).await?;
+    let notifiable = api.read(move |view, _| view.has_bindings(&sid))?;
     let command = Command::UpdateUser {
         account: api.account,
         service,
@@ -202,7 +183,10 @@ async fn update(
     .await
 }
 
-async fn delete(api: Api, path: web::Path<(String, String)>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn delete(
+    api: Api,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
     let (service, user) = user_path(&path.0, &path.1)?;
     api.execute(Command::DeleteUser {
         account: api.account,

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-pub use reader::{Read, Reader};
+pub use reader::Readers;
 pub use sweeper::{Sweep, Sweeper};
 pub use writer::{Close, Execute, Probe, Writer};
 
@@ -58,7 +58,7 @@ impl DaemonOptions {
 #[derive(Clone)]
 pub struct Daemon {
     writer: Addr<Writer>,
-    readers: Addr<Reader>,
+    readers: Arc<Readers>,
     clock: Arc<dyn Clock>,
     metrics: Metrics,
     dispatcher: Addr<Dispatcher>,
@@ -83,7 +83,11 @@ impl Daemon {
                 .set(counts.get(binding_type));
         }
         // Fail now, not on the first request, if a reader cannot open the database.
-        store::open_reader(&path, options.store.busy_timeout)?;
+        let readers = Arc::new(Readers::open(
+            path.clone(),
+            options.store.busy_timeout,
+            options.readers,
+        )?);
         let clock = options.clock.clone();
         let group_commit = options.group_commit;
         let writer_clock = clock.clone();
@@ -109,13 +113,6 @@ impl Daemon {
             options.sweep_interval,
         )
         .start();
-        let busy_timeout = options.store.busy_timeout;
-        let readers = SyncArbiter::start(options.readers.max(1), move || {
-            // Opening worked a moment ago; if it fails now, the reader restarts and retries.
-            let conn = store::open_reader(&path, busy_timeout)
-                .unwrap_or_else(|e| panic!("cannot open a reader: {e}"));
-            Reader::new(conn)
-        });
         Ok(Daemon {
             writer,
             readers,
@@ -134,19 +131,12 @@ impl Daemon {
             .unwrap_or_else(|_| Err(WriteError::Unavailable("the writer is not running".into())))
     }
 
-    pub async fn read<F, R>(&self, query: F) -> Result<R, StoreError>
+    /// Runs a query now, on this thread, on a read-only connection (see [`Readers`]).
+    pub fn read<F, R>(&self, query: F) -> Result<R, StoreError>
     where
-        F: FnOnce(&ReadView) -> Result<R, StoreError> + Send + 'static,
-        R: Send + 'static,
+        F: FnOnce(&ReadView) -> Result<R, StoreError>,
     {
-        self.readers
-            .send(Read::new(query))
-            .await
-            .unwrap_or_else(|_| {
-                Err(StoreError::Io(std::io::Error::other(
-                    "the readers are not running",
-                )))
-            })
+        self.readers.run(query)
     }
 
     /// Why the daemon cannot serve writes now, if it cannot: the database does not take the
@@ -158,7 +148,7 @@ impl Daemon {
             Ok(Err(e)) => return Err(format!("the database is not writable: {e}")),
             Err(_) => return Err("the writer is not running".into()),
         }
-        let positions = self.read(|view| view.positions()).await;
+        let positions = self.read(|view| view.positions());
         match positions {
             Ok((projected, logged)) if projected == logged => Ok(()),
             Ok((projected, logged)) => Err(format!(
