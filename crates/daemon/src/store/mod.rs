@@ -196,6 +196,35 @@ fn configure(conn: &Connection, options: &StoreOptions) -> Result<(), StoreError
     Ok(())
 }
 
+/// Runs `body` in a savepoint: released when it succeeds, rolled back when it fails. The
+/// statements are prepared once per connection (rusqlite's `Savepoint` prepares its SQL text
+/// anew each time, a cost paid on every command of a group commit). The outer error means
+/// the savepoint could be neither released nor rolled back: the transaction holds changes
+/// of a command whose outcome is unknown, and must not commit.
+fn in_savepoint<T>(
+    conn: &Connection,
+    body: impl FnOnce(&Connection) -> Result<T, WriteError>,
+) -> Result<Result<T, WriteError>, StoreError> {
+    let run = |sql: &str| conn.prepare_cached(sql).and_then(|mut s| s.execute([]));
+    if let Err(e) = run("SAVEPOINT command") {
+        return Ok(Err(StoreError::from(e).into()));
+    }
+    let result = body(conn);
+    if result.is_ok() {
+        match run("RELEASE command") {
+            Ok(_) => return Ok(result),
+            Err(e) => {
+                run("ROLLBACK TO command")?;
+                run("RELEASE command")?;
+                return Ok(Err(StoreError::from(e).into()));
+            }
+        }
+    }
+    run("ROLLBACK TO command")?;
+    run("RELEASE command")?;
+    Ok(result)
+}
+
 /// Opens a read-only connection for queries. Readers never block the writer (WAL).
 pub fn open_reader(path: &Path, busy_timeout: Duration) -> Result<Connection, StoreError> {
     let conn = Connection::open_with_flags(
@@ -243,7 +272,7 @@ impl Store {
             let error = WriteError::from(e);
             batch.iter().map(|_| Err(error.clone())).collect()
         };
-        let mut tx = match self
+        let tx = match self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
         {
@@ -253,10 +282,9 @@ impl Store {
         let mut results = Vec::with_capacity(batch.len());
         let mut last_position = None;
         for envelope in batch {
-            let result = (|| -> Result<Committed, WriteError> {
-                let savepoint = tx.savepoint().map_err(StoreError::from)?;
+            let result = in_savepoint(&tx, |savepoint| -> Result<Committed, WriteError> {
                 if let Some(idem) = &envelope.idempotency {
-                    let found = idempotency::lookup(&savepoint, &idem.scope, &idem.key, now)
+                    let found = idempotency::lookup(savepoint, &idem.scope, &idem.key, now)
                         .map_err(StoreError::from)?;
                     match found {
                         Some(seen) if seen.fingerprint == idem.fingerprint => {
@@ -269,7 +297,7 @@ impl Store {
                         None => {}
                     }
                 }
-                let state = rows::SqlState(&savepoint);
+                let state = rows::SqlState(savepoint);
                 let decision = match decide(&state, &mut self.sids, &envelope.command) {
                     Ok(decision) => decision,
                     Err(Refusal::Domain(e)) => return Err(e.into()),
@@ -281,9 +309,8 @@ impl Store {
                 };
                 for pending in &decision.events {
                     let recorded =
-                        log::append(&savepoint, pending, now, envelope.request_id.as_deref())?;
-                    let row =
-                        apply_counting(&savepoint, &recorded, &mut committed.binding_changes)?;
+                        log::append(savepoint, pending, now, envelope.request_id.as_deref())?;
+                    let row = apply_counting(savepoint, &recorded, &mut committed.binding_changes)?;
                     if recorded.stream == decision.subject {
                         committed.row = row;
                     }
@@ -293,7 +320,7 @@ impl Store {
                     committed.response = (idem.render)(&committed);
                     if let Some(response) = &committed.response {
                         idempotency::remember(
-                            &savepoint,
+                            savepoint,
                             &idem.scope,
                             &idem.key,
                             &idem.fingerprint,
@@ -303,9 +330,13 @@ impl Store {
                         .map_err(StoreError::from)?;
                     }
                 }
-                savepoint.commit().map_err(StoreError::from)?;
                 Ok(committed)
-            })();
+            });
+            // Dropping the transaction rolls back the whole batch.
+            let result = match result {
+                Ok(result) => result,
+                Err(e) => return fail_all(e),
+            };
             if let Ok(committed) = &result {
                 last_position = committed
                     .events

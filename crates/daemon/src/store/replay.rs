@@ -27,13 +27,50 @@ pub fn newest_sid(conn: &Connection) -> Result<Option<u128>, StoreError> {
     Ok(newest)
 }
 
+/// SQLite's page cache while rebuilding, in KiB (`PRAGMA cache_size` takes it negative): the
+/// default 2 MB made a rebuild of a million bindings read and spill pages all the time.
+const REBUILD_CACHE_KIB: i64 = 256 * 1024;
+
 /// Empties the projections and replays every event into them. Returns the number replayed.
+///
+/// Replay reads and writes projection rows by SID only, so the projections' other indexes
+/// are dropped first and created again at the end: one sort each instead of an update at a
+/// random place per event, and the unique ones check the replayed rows all at once (a log
+/// that breaks an invariant fails the rebuild, and its transaction rolls back).
 pub fn rebuild_in(conn: &Connection) -> Result<u64, StoreError> {
+    let indexes = projection_indexes(conn)?;
+    for (name, _) in &indexes {
+        conn.execute(&format!("DROP INDEX \"{name}\""), [])?;
+    }
     for table in schema::PROJECTION_TABLES {
         conn.execute(&format!("DELETE FROM {table}"), [])?;
     }
-    let replayed = replay_into(conn, conn)?;
-    Ok(replayed)
+    let cache: i64 = conn.query_row("PRAGMA cache_size", [], |r| r.get(0))?;
+    conn.pragma_update(None, "cache_size", -REBUILD_CACHE_KIB)?;
+    let replayed = replay_into(conn, conn).and_then(|replayed| {
+        for (_, sql) in &indexes {
+            conn.execute(sql, [])?;
+        }
+        Ok(replayed)
+    });
+    conn.pragma_update(None, "cache_size", cache)?;
+    replayed
+}
+
+/// The (name, CREATE statement) of every index on a projection table that SQLite does not
+/// make by itself (those hold the primary keys).
+fn projection_indexes(conn: &Connection) -> Result<Vec<(String, String)>, StoreError> {
+    let mut statement = conn.prepare(
+        "SELECT tbl_name, name, sql FROM sqlite_schema WHERE type = 'index' AND sql IS NOT NULL",
+    )?;
+    let mut indexes = Vec::new();
+    for index in statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))? {
+        let (table, name, sql): (String, String, String) = index?;
+        if schema::PROJECTION_TABLES.contains(&table.as_str()) {
+            indexes.push((name, sql));
+        }
+    }
+    Ok(indexes)
 }
 
 /// Replays the log of `source` into the projections of `target`, setting its checkpoint.

@@ -155,29 +155,70 @@ pub fn table(kind: EntityKind) -> &'static str {
     }
 }
 
+/// SQL text built with `format!` once, on first use, then kept: statements are looked up in
+/// the connection's cache by their text, on every call.
+macro_rules! cached_sql {
+    ($($format:tt)*) => {{
+        static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        SQL.get_or_init(|| format!($($format)*)).as_str()
+    }};
+}
+
 /// The current row of an entity, by its SID.
 pub fn load(conn: &Connection, kind: EntityKind, sid: &str) -> rusqlite::Result<Option<Row>> {
-    let (columns, read): (&str, fn(&rusqlite::Row) -> rusqlite::Result<Row>) = match kind {
-        EntityKind::Account => (ACCOUNT_COLUMNS, |r| account(r).map(Row::Account)),
-        EntityKind::ApiKey => (API_KEY_COLUMNS, |r| api_key(r).map(Row::ApiKey)),
-        EntityKind::Service => (SERVICE_COLUMNS, |r| service(r).map(Row::Service)),
-        EntityKind::Credential => (CREDENTIAL_COLUMNS, |r| credential(r).map(Row::Credential)),
-        EntityKind::User => (USER_COLUMNS, |r| user(r).map(Row::User)),
-        EntityKind::Binding => (BINDING_COLUMNS, |r| binding(r).map(Row::Binding)),
-    };
-    let sql = format!("SELECT {columns} FROM {} WHERE sid = ?1", table(kind));
-    conn.prepare_cached(&sql)?.query_row([sid], read).optional()
+    fn one(
+        conn: &Connection,
+        sql: &str,
+        sid: &str,
+        read: fn(&rusqlite::Row) -> rusqlite::Result<Row>,
+    ) -> rusqlite::Result<Option<Row>> {
+        conn.prepare_cached(sql)?.query_row([sid], read).optional()
+    }
+    match kind {
+        EntityKind::Account => one(
+            conn,
+            cached_sql!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE sid = ?1"),
+            sid,
+            |r| account(r).map(Row::Account),
+        ),
+        EntityKind::ApiKey => one(
+            conn,
+            cached_sql!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE sid = ?1"),
+            sid,
+            |r| api_key(r).map(Row::ApiKey),
+        ),
+        EntityKind::Service => one(
+            conn,
+            cached_sql!("SELECT {SERVICE_COLUMNS} FROM services WHERE sid = ?1"),
+            sid,
+            |r| service(r).map(Row::Service),
+        ),
+        EntityKind::Credential => one(
+            conn,
+            cached_sql!("SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE sid = ?1"),
+            sid,
+            |r| credential(r).map(Row::Credential),
+        ),
+        EntityKind::User => one(
+            conn,
+            cached_sql!("SELECT {USER_COLUMNS} FROM users WHERE sid = ?1"),
+            sid,
+            |r| user(r).map(Row::User),
+        ),
+        EntityKind::Binding => one(
+            conn,
+            cached_sql!("SELECT {BINDING_COLUMNS} FROM bindings WHERE sid = ?1"),
+            sid,
+            |r| binding(r).map(Row::Binding),
+        ),
+    }
 }
 
 /// Writes a row: inserted, or updated in place when its SID exists. Only a clash on the SID
 /// updates; any other unique index that would be broken fails the statement.
 pub fn store(conn: &Connection, row: &Row) -> rusqlite::Result<()> {
-    fn upsert(
-        conn: &Connection,
-        table: &str,
-        columns: &str,
-        values: &[&dyn ToSql],
-    ) -> rusqlite::Result<()> {
+    /// `INSERT … ON CONFLICT (sid) DO UPDATE` of every column.
+    fn upsert_sql(table: &str, columns: &str) -> String {
         let names: Vec<&str> = columns.split(',').map(str::trim).collect();
         let placeholders: Vec<String> = (1..=names.len()).map(|i| format!("?{i}")).collect();
         let updates: Vec<String> = names
@@ -185,19 +226,20 @@ pub fn store(conn: &Connection, row: &Row) -> rusqlite::Result<()> {
             .skip(1)
             .map(|n| format!("{n} = excluded.{n}"))
             .collect();
-        let sql = format!(
+        format!(
             "INSERT INTO {table} ({columns}) VALUES ({}) ON CONFLICT (sid) DO UPDATE SET {}",
             placeholders.join(", "),
             updates.join(", ")
-        );
-        conn.prepare_cached(&sql)?.execute(values)?;
+        )
+    }
+    fn upsert(conn: &Connection, sql: &str, values: &[&dyn ToSql]) -> rusqlite::Result<()> {
+        conn.prepare_cached(sql)?.execute(values)?;
         Ok(())
     }
     match row {
         Row::Account(a) => upsert(
             conn,
-            "accounts",
-            ACCOUNT_COLUMNS,
+            cached_sql!("{}", upsert_sql("accounts", ACCOUNT_COLUMNS)),
             params![
                 Sql(a.sid.as_str()),
                 a.friendly_name,
@@ -208,8 +250,7 @@ pub fn store(conn: &Connection, row: &Row) -> rusqlite::Result<()> {
         ),
         Row::ApiKey(k) => upsert(
             conn,
-            "api_keys",
-            API_KEY_COLUMNS,
+            cached_sql!("{}", upsert_sql("api_keys", API_KEY_COLUMNS)),
             params![
                 Sql(k.sid.as_str()),
                 Sql(k.account_sid.as_str()),
@@ -221,8 +262,7 @@ pub fn store(conn: &Connection, row: &Row) -> rusqlite::Result<()> {
         ),
         Row::Service(s) => upsert(
             conn,
-            "services",
-            SERVICE_COLUMNS,
+            cached_sql!("{}", upsert_sql("services", SERVICE_COLUMNS)),
             params![
                 Sql(s.sid.as_str()),
                 Sql(s.account_sid.as_str()),
@@ -234,8 +274,7 @@ pub fn store(conn: &Connection, row: &Row) -> rusqlite::Result<()> {
         ),
         Row::Credential(c) => upsert(
             conn,
-            "credentials",
-            CREDENTIAL_COLUMNS,
+            cached_sql!("{}", upsert_sql("credentials", CREDENTIAL_COLUMNS)),
             params![
                 Sql(c.sid.as_str()),
                 Sql(c.account_sid.as_str()),
@@ -249,8 +288,7 @@ pub fn store(conn: &Connection, row: &Row) -> rusqlite::Result<()> {
         ),
         Row::User(u) => upsert(
             conn,
-            "users",
-            USER_COLUMNS,
+            cached_sql!("{}", upsert_sql("users", USER_COLUMNS)),
             params![
                 Sql(u.sid.as_str()),
                 Sql(u.account_sid.as_str()),
@@ -265,8 +303,7 @@ pub fn store(conn: &Connection, row: &Row) -> rusqlite::Result<()> {
         ),
         Row::Binding(b) => upsert(
             conn,
-            "bindings",
-            BINDING_COLUMNS,
+            cached_sql!("{}", upsert_sql("bindings", BINDING_COLUMNS)),
             params![
                 Sql(b.sid.as_str()),
                 Sql(b.account_sid.as_str()),
@@ -286,8 +323,15 @@ pub fn store(conn: &Connection, row: &Row) -> rusqlite::Result<()> {
 }
 
 pub fn remove(conn: &Connection, kind: EntityKind, sid: &str) -> rusqlite::Result<()> {
-    let sql = format!("DELETE FROM {} WHERE sid = ?1", table(kind));
-    conn.prepare_cached(&sql)?.execute([sid])?;
+    let sql = match kind {
+        EntityKind::Account => "DELETE FROM accounts WHERE sid = ?1",
+        EntityKind::ApiKey => "DELETE FROM api_keys WHERE sid = ?1",
+        EntityKind::Service => "DELETE FROM services WHERE sid = ?1",
+        EntityKind::Credential => "DELETE FROM credentials WHERE sid = ?1",
+        EntityKind::User => "DELETE FROM users WHERE sid = ?1",
+        EntityKind::Binding => "DELETE FROM bindings WHERE sid = ?1",
+    };
+    conn.prepare_cached(sql)?.execute([sid])?;
     Ok(())
 }
 
@@ -317,7 +361,7 @@ impl SqlState<'_> {
 macro_rules! by_sid {
     ($self:ident, $columns:ident, $table:literal, $read:ident, $sid:expr) => {
         $self.one(
-            &format!("SELECT {} FROM {} WHERE sid = ?1", $columns, $table),
+            cached_sql!("SELECT {} FROM {} WHERE sid = ?1", $columns, $table),
             [$sid.as_str()],
             $read,
         )
@@ -348,7 +392,9 @@ impl State for SqlState<'_> {
         identity: &Identity,
     ) -> rusqlite::Result<Option<User>> {
         self.one(
-            &format!("SELECT {USER_COLUMNS} FROM users WHERE service_sid = ?1 AND identity = ?2"),
+            cached_sql!(
+                "SELECT {USER_COLUMNS} FROM users WHERE service_sid = ?1 AND identity = ?2"
+            ),
             [service.as_str(), identity.as_str()],
             user,
         )
@@ -363,7 +409,7 @@ impl State for SqlState<'_> {
         binding_type: BindingType,
     ) -> rusqlite::Result<Option<Binding>> {
         self.one(
-            &format!(
+            cached_sql!(
                 "SELECT {BINDING_COLUMNS} FROM bindings \
                  WHERE user_sid = ?1 AND endpoint = ?2 AND binding_type = ?3"
             ),
@@ -378,7 +424,7 @@ impl State for SqlState<'_> {
         address: &PushAddress,
     ) -> rusqlite::Result<Option<Binding>> {
         self.one(
-            &format!(
+            cached_sql!(
                 "SELECT {BINDING_COLUMNS} FROM bindings \
                  WHERE service_sid = ?1 AND binding_type = ?2 AND address = ?3"
             ),
