@@ -152,6 +152,20 @@ impl ReadView<'_> {
             .filter(|s| s.account_sid == *account))
     }
 
+    /// Whether this account has the service (without reading its settings).
+    pub fn service_exists(
+        &self,
+        account: &AccountSid,
+        sid: &ServiceSid,
+    ) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM services WHERE sid = ?1 AND account_sid = ?2)",
+            )?
+            .query_row([sid.as_str(), account.as_str()], |r| r.get(0))?)
+    }
+
     pub fn services(
         &self,
         account: &AccountSid,
@@ -190,6 +204,23 @@ impl ReadView<'_> {
             UserRef::Identity(identity) => state.user_by_identity(service, identity)?,
         };
         Ok(found.filter(|u| u.account_sid == *account && u.service_sid == *service))
+    }
+
+    /// The user named, or why it is not found: the service is missing (of this account), or
+    /// the user. The user is looked up first, so a user found costs one lookup.
+    pub fn find_user(
+        &self,
+        account: &AccountSid,
+        service: &ServiceSid,
+        user: &UserRef,
+    ) -> Result<Result<User, DomainError>, StoreError> {
+        if let Some(found) = self.user(account, service, user)? {
+            return Ok(Ok(found));
+        }
+        if !self.service_exists(account, service)? {
+            return Ok(Err(DomainError::ServiceNotFound(*service)));
+        }
+        Ok(Err(DomainError::UserNotFound(user.to_string())))
     }
 
     pub fn users(

@@ -9,11 +9,11 @@ use bindery_domain::*;
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use serde_json::{json, Value};
 
-use crate::api::{found, path_sid, row_of, Api};
+use crate::api::{path_sid, row_of, Api};
 use crate::error::ApiError;
 use crate::form::{query, FormBody, Params};
 use crate::paging::{envelope, Paging};
-use crate::users::{find_user, user_path};
+use crate::users::user_path;
 
 const MAX_PAGE_SIZE: usize = 50;
 
@@ -135,13 +135,17 @@ pub(crate) async fn list_service_bindings(
             .collect::<Result<_, _>>()?,
     };
     let page_request = paging.request.clone();
-    let (service_row, page) = api.read(move |view, account| {
-        Ok((
-            view.service(account, &service)?,
-            view.bindings(account, &service, &filter, &page_request)?,
-        ))
-    })?;
-    found(service_row, DomainError::ServiceNotFound(service))?;
+    let page = api.read(move |view, account| {
+        if !view.service_exists(account, &service)? {
+            return Ok(Err(DomainError::ServiceNotFound(service)));
+        }
+        Ok(Ok(view.bindings(
+            account,
+            &service,
+            &filter,
+            &page_request,
+        )?))
+    })??;
     let body = envelope(
         &api.url(&format!("/v2/Services/{service}/Bindings")),
         "bindings",
@@ -160,14 +164,15 @@ pub(crate) async fn fetch_service_binding(
 ) -> Result<HttpResponse, ApiError> {
     let service: ServiceSid = path_sid(&path.0)?;
     let sid: BindingSid = path_sid(&path.1)?;
-    let (service_row, binding) = api.read(move |view, account| {
-        Ok((
-            view.service(account, &service)?,
-            view.binding(account, &service, &sid)?,
-        ))
-    })?;
-    found(service_row, DomainError::ServiceNotFound(service))?;
-    let binding = found(binding, DomainError::BindingNotFound(sid))?;
+    let binding = api.read(move |view, account| {
+        Ok(match view.binding(account, &service, &sid)? {
+            Some(binding) => Ok(binding),
+            None if !view.service_exists(account, &service)? => {
+                Err(DomainError::ServiceNotFound(service))
+            }
+            None => Err(DomainError::BindingNotFound(sid)),
+        })
+    })??;
     Ok(HttpResponse::Ok().json(render_service_binding(&binding, &api.origin)))
 }
 
@@ -197,15 +202,20 @@ pub(crate) async fn list_user_bindings(
     let params = query(&request)?;
     let paging = Paging::parse(&params, MAX_PAGE_SIZE)?;
     let types = binding_types(params.all("BindingType"))?;
-    let user = find_user(&api, service, user)?;
-    let filter = BindingFilter {
-        user: Some(user.sid),
-        types,
-        identities: Vec::new(),
-    };
     let page_request = paging.request.clone();
-    let page =
-        api.read(move |view, account| view.bindings(account, &service, &filter, &page_request))?;
+    let (user, page) = api.read(move |view, account| {
+        let user = match view.find_user(account, &service, &user)? {
+            Ok(user) => user,
+            Err(missing) => return Ok(Err(missing)),
+        };
+        let filter = BindingFilter {
+            user: Some(user.sid),
+            types,
+            identities: Vec::new(),
+        };
+        let page = view.bindings(account, &service, &filter, &page_request)?;
+        Ok(Ok((user, page)))
+    })??;
     let body = envelope(
         &api.url(&format!(
             "/v2/Services/{service}/Users/{}/Bindings",
@@ -227,10 +237,22 @@ pub(crate) async fn fetch_user_binding(
 ) -> Result<HttpResponse, ApiError> {
     let (service, user) = user_path(&path.0, &path.1)?;
     let sid: BindingSid = path_sid(&path.2)?;
-    let user = find_user(&api, service, user)?;
-    let binding = api.read(move |view, account| view.binding(account, &service, &sid))?;
-    let binding = binding.filter(|b| b.user_sid == user.sid);
-    let binding = found(binding, DomainError::BindingNotFound(sid))?;
+    // The binding first: found under this user, it is the whole answer (a binding's user
+    // and service exist while it does). Else find out what is missing.
+    let binding = api.read(move |view, account| {
+        let binding = view
+            .binding(account, &service, &sid)?
+            .filter(|b| match &user {
+                UserRef::Sid(sid) => b.user_sid == *sid,
+                UserRef::Identity(identity) => b.identity == *identity,
+            });
+        Ok(match binding {
+            Some(binding) => Ok(binding),
+            None => view
+                .find_user(account, &service, &user)?
+                .and(Err(DomainError::BindingNotFound(sid))),
+        })
+    })??;
     Ok(HttpResponse::Ok().json(render_user_binding(&binding, &api.origin)))
 }
 

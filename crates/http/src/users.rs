@@ -47,15 +47,7 @@ pub fn user_path(service: &str, user: &str) -> Result<(ServiceSid, UserRef), Api
 
 /// The user named in a path, or the Twilio error for a missing service or user.
 pub fn find_user(api: &Api, service: ServiceSid, user: UserRef) -> Result<User, ApiError> {
-    let name = user.to_string();
-    let (service_row, user_row) = api.read(move |view, account| {
-        Ok((
-            view.service(account, &service)?,
-            view.user(account, &service, &user)?,
-        ))
-    })?;
-    found(service_row, DomainError::ServiceNotFound(service))?;
-    found(user_row, DomainError::UserNotFound(name))
+    Ok(api.read(move |view, account| view.find_user(account, &service, &user))??)
 }
 
 fn user_of(row: Row) -> Result<User, ApiError> {
