@@ -26,29 +26,60 @@ pub struct StoredEvent {
 impl StoredEvent {
     /// The event decoded (and upcast) for projection.
     pub fn decode(&self) -> Result<RecordedEvent, StoreError> {
-        let corrupt = |what: String| StoreError::Corrupt {
+        let recorded_at =
+            Timestamp::parse_rfc3339(&self.recorded_at).ok_or_else(|| StoreError::Corrupt {
+                position: self.position,
+                what: format!("bad recorded_at {:?}", self.recorded_at),
+            })?;
+        decode(Columns {
             position: self.position,
-            what,
-        };
-        Ok(RecordedEvent {
-            position: self.position,
-            stream: self.stream.clone(),
+            stream: &self.stream,
             stream_version: self.stream_version,
-            account_sid: AccountSid::parse(&self.account_sid)
-                .map_err(|e| corrupt(e.to_string()))?,
-            service_sid: self
-                .service_sid
-                .as_deref()
-                .map(ServiceSid::parse)
-                .transpose()
-                .map_err(|e| corrupt(e.to_string()))?,
-            recorded_at: Timestamp::parse_rfc3339(&self.recorded_at)
-                .ok_or_else(|| corrupt(format!("bad recorded_at {:?}", self.recorded_at)))?,
-            request_id: self.request_id.clone(),
-            event: Event::decode(&self.type_name, self.schema_version, self.data.get())
-                .map_err(|e| corrupt(e.to_string()))?,
+            type_name: &self.type_name,
+            schema_version: self.schema_version,
+            data: self.data.get(),
+            recorded_at,
+            account_sid: &self.account_sid,
+            service_sid: self.service_sid.as_deref(),
+            request_id: self.request_id.as_deref(),
         })
     }
+}
+
+/// An event's columns, borrowed from a row or a [`StoredEvent`].
+struct Columns<'a> {
+    position: i64,
+    stream: &'a str,
+    stream_version: i64,
+    type_name: &'a str,
+    schema_version: u32,
+    data: &'a str,
+    recorded_at: Timestamp,
+    account_sid: &'a str,
+    service_sid: Option<&'a str>,
+    request_id: Option<&'a str>,
+}
+
+fn decode(columns: Columns) -> Result<RecordedEvent, StoreError> {
+    let corrupt = |what: String| StoreError::Corrupt {
+        position: columns.position,
+        what,
+    };
+    Ok(RecordedEvent {
+        position: columns.position,
+        stream: columns.stream.to_owned(),
+        stream_version: columns.stream_version,
+        account_sid: AccountSid::parse(columns.account_sid).map_err(|e| corrupt(e.to_string()))?,
+        service_sid: columns
+            .service_sid
+            .map(ServiceSid::parse)
+            .transpose()
+            .map_err(|e| corrupt(e.to_string()))?,
+        recorded_at: columns.recorded_at,
+        request_id: columns.request_id.map(str::to_owned),
+        event: Event::decode(columns.type_name, columns.schema_version, columns.data)
+            .map_err(|e| corrupt(e.to_string()))?,
+    })
 }
 
 const SELECT_EVENTS: &str = "SELECT position, stream, stream_version, type, schema_version, data, \
@@ -100,6 +131,37 @@ pub fn for_each(
     let mut rows = statement.query([after])?;
     while let Some(row) = rows.next()? {
         each(stored(row)?)?;
+    }
+    Ok(())
+}
+
+/// Calls `each` on every event, oldest first, decoded straight from its row (replay's path:
+/// no stored text kept, no timestamp formatted and parsed again).
+pub fn for_each_decoded(
+    conn: &Connection,
+    mut each: impl FnMut(RecordedEvent) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let mut statement = conn.prepare_cached(&format!("{SELECT_EVENTS} ORDER BY position"))?;
+    let mut rows = statement.query([])?;
+    while let Some(row) = rows.next()? {
+        let text = |i: usize| row.get_ref(i)?.as_str().map_err(rusqlite::Error::from);
+        let optional = |i: usize| {
+            row.get_ref(i)?
+                .as_str_or_null()
+                .map_err(rusqlite::Error::from)
+        };
+        each(decode(Columns {
+            position: row.get(0)?,
+            stream: text(1)?,
+            stream_version: row.get(2)?,
+            type_name: text(3)?,
+            schema_version: row.get(4)?,
+            data: text(5)?,
+            recorded_at: Timestamp::from_unix(row.get(6)?),
+            account_sid: text(7)?,
+            service_sid: optional(8)?,
+            request_id: optional(9)?,
+        })?)?;
     }
     Ok(())
 }

@@ -76,8 +76,7 @@ fn projection_indexes(conn: &Connection) -> Result<Vec<(String, String)>, StoreE
 /// Replays the log of `source` into the projections of `target`, setting its checkpoint.
 fn replay_into(source: &Connection, target: &Connection) -> Result<u64, StoreError> {
     let (mut count, mut last) = (0, 0);
-    log::for_each(source, 0, |stored| {
-        let recorded = stored.decode()?;
+    log::for_each_decoded(source, |recorded| {
         apply(target, &recorded)?;
         count += 1;
         last = recorded.position;
