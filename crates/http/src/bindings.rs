@@ -7,7 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use bindery_daemon::queries::BindingFilter;
 use bindery_domain::*;
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
-use serde_json::{json, Value};
+use serde::Serialize;
 
 use crate::api::{path_sid, row_of, Api};
 use crate::error::ApiError;
@@ -37,53 +37,79 @@ const SEGMENT: &AsciiSet = &CONTROLS
     .add(b'|')
     .add(b'}');
 
-fn fields(binding: &Binding) -> serde_json::Map<String, Value> {
-    let value = json!({
-        "sid": binding.sid,
-        "account_sid": binding.account_sid,
-        "service_sid": binding.service_sid,
-        "date_created": binding.date_created.to_string(),
-        "date_updated": binding.date_updated.to_string(),
-        "endpoint": binding.endpoint,
-        "identity": binding.identity,
-        "credential_sid": binding.credential_sid,
-        "binding_type": binding.binding_type,
-        "message_types": binding.message_types,
-    });
-    match value {
-        Value::Object(map) => map,
-        _ => unreachable!("json! of an object is an object"),
+/// A binding's body, under either path: the fields both share, then where it lives.
+#[derive(Serialize)]
+pub struct BindingBody<'a> {
+    sid: &'a BindingSid,
+    account_sid: &'a AccountSid,
+    service_sid: &'a ServiceSid,
+    #[serde(serialize_with = "as_text")]
+    date_created: &'a Timestamp,
+    #[serde(serialize_with = "as_text")]
+    date_updated: &'a Timestamp,
+    endpoint: &'a Endpoint,
+    identity: &'a Identity,
+    credential_sid: &'a Option<CredentialSid>,
+    binding_type: BindingType,
+    message_types: &'a MessageTypes,
+    /// Only under the user's path, which names the user by SID.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_sid: Option<&'a UserSid>,
+    url: String,
+    /// Only under the service's path, which links to the user by identity.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    links: Option<UserLink>,
+}
+
+#[derive(Serialize)]
+struct UserLink {
+    user: String,
+}
+
+fn as_text<S: serde::Serializer>(time: &&Timestamp, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(time)
+}
+
+fn body(binding: &Binding, url: String) -> BindingBody<'_> {
+    BindingBody {
+        sid: &binding.sid,
+        account_sid: &binding.account_sid,
+        service_sid: &binding.service_sid,
+        date_created: &binding.date_created,
+        date_updated: &binding.date_updated,
+        endpoint: &binding.endpoint,
+        identity: &binding.identity,
+        credential_sid: &binding.credential_sid,
+        binding_type: binding.binding_type,
+        message_types: &binding.message_types,
+        user_sid: None,
+        url,
+        links: None,
     }
 }
 
 /// A User Binding body: its URL names the user by SID.
-pub fn render_user_binding(binding: &Binding, origin: &str) -> Value {
-    let mut body = fields(binding);
-    body.insert("user_sid".into(), json!(binding.user_sid));
-    body.insert(
-        "url".into(),
-        json!(format!(
-            "{origin}/v2/Services/{}/Users/{}/Bindings/{}",
-            binding.service_sid, binding.user_sid, binding.sid
-        )),
+pub fn render_user_binding<'a>(binding: &'a Binding, origin: &str) -> BindingBody<'a> {
+    let url = format!(
+        "{origin}/v2/Services/{}/Users/{}/Bindings/{}",
+        binding.service_sid, binding.user_sid, binding.sid
     );
-    Value::Object(body)
+    BindingBody {
+        user_sid: Some(&binding.user_sid),
+        ..body(binding, url)
+    }
 }
 
 /// A Service Binding body: it links to its user by identity.
-pub fn render_service_binding(binding: &Binding, origin: &str) -> Value {
+pub fn render_service_binding<'a>(binding: &'a Binding, origin: &str) -> BindingBody<'a> {
     let service_url = format!("{origin}/v2/Services/{}", binding.service_sid);
     let identity = utf8_percent_encode(binding.identity.as_str(), SEGMENT);
-    let mut body = fields(binding);
-    body.insert(
-        "url".into(),
-        json!(format!("{service_url}/Bindings/{}", binding.sid)),
-    );
-    body.insert(
-        "links".into(),
-        json!({"user": format!("{service_url}/Users/{identity}")}),
-    );
-    Value::Object(body)
+    BindingBody {
+        links: Some(UserLink {
+            user: format!("{service_url}/Users/{identity}"),
+        }),
+        ..body(binding, format!("{service_url}/Bindings/{}", binding.sid))
+    }
 }
 
 fn binding_types(values: Vec<&str>) -> Result<Vec<BindingType>, ApiError> {
@@ -333,7 +359,9 @@ pub(crate) async fn register(
         } else {
             StatusCode::OK
         };
-        Ok((status, render_user_binding(&binding, &origin)))
+        let body = serde_json::to_value(render_user_binding(&binding, &origin))
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        Ok((status, body))
     })
     .await
 }

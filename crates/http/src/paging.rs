@@ -3,7 +3,8 @@
 
 use actix_web::HttpRequest;
 use bindery_daemon::queries::{Cursor, Page, PageRequest};
-use serde_json::{json, Map, Value};
+use serde::ser::SerializeMap;
+use serde::Serialize;
 
 use crate::error::ApiError;
 use crate::form::Params;
@@ -67,17 +68,43 @@ pub fn origin(request: &HttpRequest, public_url: Option<&str>) -> String {
     }
 }
 
-/// Builds the list body: `{"meta": {...}, key: [items]}`. `filters` are the query parameters
-/// that every page URL keeps.
-pub fn envelope<T>(
+/// A list body: `{"meta": {...}, key: [items]}`.
+pub struct List<B> {
+    meta: Meta,
+    key: &'static str,
+    items: Vec<B>,
+}
+
+#[derive(Serialize)]
+struct Meta {
+    page: u64,
+    page_size: usize,
+    first_page_url: String,
+    previous_page_url: Option<String>,
+    url: String,
+    next_page_url: Option<String>,
+    key: &'static str,
+}
+
+impl<B: Serialize> Serialize for List<B> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(2))?;
+        map.serialize_entry("meta", &self.meta)?;
+        map.serialize_entry(self.key, &self.items)?;
+        map.end()
+    }
+}
+
+/// Builds the list body. `filters` are the query parameters that every page URL keeps.
+pub fn envelope<'p, T, B>(
     base_url: &str,
-    key: &str,
+    key: &'static str,
     filters: &[(&str, String)],
     paging: &Paging,
-    page: &Page<T>,
+    page: &'p Page<T>,
     cursor: impl Fn(&T) -> String,
-    render: impl Fn(&T) -> Value,
-) -> Value {
+    render: impl Fn(&'p T) -> B,
+) -> List<B> {
     let url = |page_number: u64, token: Option<String>| {
         let mut query: Vec<(&str, String)> = filters.to_vec();
         query.push(("PageSize", paging.request.size.to_string()));
@@ -88,34 +115,27 @@ pub fn envelope<T>(
         let encoded = serde_html_form::to_string(&query).expect("pairs of strings encode");
         format!("{base_url}?{encoded}")
     };
-    let next = match page.items.last() {
-        Some(last) if page.more => {
-            Value::String(url(paging.page + 1, Some(format!("PA{}", cursor(last)))))
-        }
-        _ => Value::Null,
+    let next_page_url = match page.items.last() {
+        Some(last) if page.more => Some(url(paging.page + 1, Some(format!("PA{}", cursor(last))))),
+        _ => None,
     };
-    let previous = match page.items.first() {
+    let previous_page_url = match page.items.first() {
         Some(first) if paging.page > 0 => {
-            Value::String(url(paging.page - 1, Some(format!("PB{}", cursor(first)))))
+            Some(url(paging.page - 1, Some(format!("PB{}", cursor(first)))))
         }
-        _ => Value::Null,
+        _ => None,
     };
-    let mut body = Map::new();
-    body.insert(
-        "meta".into(),
-        json!({
-            "page": paging.page,
-            "page_size": paging.request.size,
-            "first_page_url": url(0, None),
-            "previous_page_url": previous,
-            "url": url(paging.page, paging.token.clone()),
-            "next_page_url": next,
-            "key": key,
-        }),
-    );
-    body.insert(
-        key.into(),
-        Value::Array(page.items.iter().map(render).collect()),
-    );
-    Value::Object(body)
+    List {
+        meta: Meta {
+            page: paging.page,
+            page_size: paging.request.size,
+            first_page_url: url(0, None),
+            previous_page_url,
+            url: url(paging.page, paging.token.clone()),
+            next_page_url,
+            key,
+        },
+        key,
+        items: page.items.iter().map(render).collect(),
+    }
 }
