@@ -1,5 +1,6 @@
 //! The actors around the store, and [`Daemon`], the handle the HTTP adapter talks to.
 
+mod checkpointer;
 mod reader;
 mod sweeper;
 mod writer;
@@ -70,7 +71,7 @@ impl Daemon {
     /// Opens the store and starts the actors; call inside a running actix `System`.
     pub fn start(options: DaemonOptions) -> Result<Daemon, StoreError> {
         let path = store::database_path(&options.data_dir);
-        let store = Store::open(&path, &options.store)?;
+        let mut store = Store::open(&path, &options.store)?;
         let metrics = options.metrics.clone();
         let position = store.projection_position()?;
         metrics.projection_position.set(position);
@@ -93,6 +94,7 @@ impl Daemon {
         let writer_clock = clock.clone();
         let writer_metrics = metrics.clone();
         let (position_sender, positions) = tokio::sync::watch::channel(store.log_position()?);
+        checkpointer::start(&path, &options.store, &mut store)?;
         let writer = Writer::start_in_arbiter(&Arbiter::new().handle(), move |_| {
             Writer::new(
                 store,

@@ -239,6 +239,16 @@ fn in_savepoint<T>(
     Ok(result)
 }
 
+/// Opens the connection that checkpoints the log (see `actors::checkpointer`).
+pub fn open_checkpointer(path: &Path, options: &StoreOptions) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    configure_any(&conn, options.busy_timeout)?;
+    Ok(conn)
+}
+
 /// Opens a read-only connection for queries. Readers never block the writer (WAL).
 pub fn open_reader(path: &Path, busy_timeout: Duration) -> Result<Connection, StoreError> {
     let conn = Connection::open_with_flags(
@@ -429,6 +439,16 @@ impl Store {
     }
 
     /// Copies the WAL into the database file and truncates it: a clean close.
+    /// Calls `hook` after each commit with the log's size in pages, in place of SQLite's
+    /// automatic checkpoint.
+    pub fn on_commit(
+        &mut self,
+        hook: impl FnMut(&mut rusqlite::hooks::Wal, i32) -> rusqlite::Result<()> + Send + 'static,
+    ) -> Result<(), StoreError> {
+        self.conn.wal_hook(Some(hook))?;
+        Ok(())
+    }
+
     pub fn checkpoint_wal(&self) -> Result<(), StoreError> {
         self.conn
             .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
