@@ -457,17 +457,21 @@ impl Store {
 
     /// The bindings stored, by type.
     pub fn binding_counts(&self) -> Result<BindingCounts, StoreError> {
+        // One pass with a sum per type. GROUP BY would sort every row first, and in memory
+        // (temp_store = MEMORY): with a million bindings that left the heap 50 MB larger
+        // after start-up.
+        let sums: Vec<String> = BindingType::ALL
+            .iter()
+            .map(|t| format!("coalesce(sum(binding_type = '{}'), 0)", t.as_str()))
+            .collect();
+        let sql = format!("SELECT {} FROM bindings", sums.join(", "));
         let mut counts = BindingCounts::default();
-        let mut statement = self
-            .conn
-            .prepare("SELECT binding_type, count(*) FROM bindings GROUP BY binding_type")?;
-        let mut rows = statement.query([])?;
-        while let Some(row) = rows.next()? {
-            let name: String = row.get(0)?;
-            if let Some(binding_type) = BindingType::parse(&name) {
-                counts.add(binding_type, row.get(1)?);
+        self.conn.query_row(&sql, [], |row| {
+            for (i, binding_type) in BindingType::ALL.into_iter().enumerate() {
+                counts.add(binding_type, row.get(i)?);
             }
-        }
+            Ok(())
+        })?;
         Ok(counts)
     }
 
