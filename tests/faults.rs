@@ -67,20 +67,25 @@ impl Tmpfs {
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        for _ in 0..50 {
-            let unmounted = Command::new("umount")
-                .arg(&self.path)
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            if unmounted {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        // Still busy: detach it now, the kernel frees it when the last user lets go.
-        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+        unmount(&self.path);
     }
+}
+
+/// Unmounts `path`, retrying while it is busy for a moment; still busy, it is detached, and
+/// the kernel frees it when the last user lets go.
+fn unmount(path: &Path) {
+    for _ in 0..50 {
+        let unmounted = Command::new("umount")
+            .arg(path)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if unmounted {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = Command::new("umount").arg("-l").arg(path).status();
 }
 
 /// `EROFS`: read-only file system.
@@ -154,22 +159,7 @@ impl SwitchableFs {
 impl Drop for SwitchableFs {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.switch);
-        let mut unmounted = false;
-        for _ in 0..50 {
-            unmounted = Command::new("umount")
-                .arg(&self.path)
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            if unmounted {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        if !unmounted {
-            // Still busy: detach it now, the kernel frees it when the last user lets go.
-            let _ = Command::new("umount").arg("-l").arg(&self.path).status();
-        }
+        unmount(&self.path);
         // Unmounted, the helper's loop ends and it exits; if it does not, stop it.
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {

@@ -26,6 +26,7 @@ pub struct DaemonOptions {
     pub data_dir: PathBuf,
     pub store: StoreOptions,
     pub group_commit: bool,
+    /// Read-only connections opened at start; more open when more reads run at once.
     pub readers: usize,
     pub clock: Arc<dyn Clock>,
     pub metrics: Metrics,
