@@ -47,7 +47,11 @@ impl Readers {
             None => store::open_reader(&self.path, self.busy_timeout)?,
         };
         let result = in_transaction(&conn, query);
-        self.lock().push(conn);
+        // One left inside a transaction (ending it failed) would keep its snapshot: not lent
+        // again.
+        if conn.is_autocommit() {
+            self.lock().push(conn);
+        }
         result
     }
 
@@ -64,11 +68,10 @@ where
     let statement = |sql: &str| conn.prepare_cached(sql).and_then(|mut s| s.execute([]));
     statement("BEGIN")?;
     let result = query(&ReadView::new(conn));
-    // Ending a read transaction loses nothing; a connection that could not end one must
-    // not keep its snapshot, so it rolls back.
+    // Ending a read transaction loses nothing, whichever way it ends.
     let ended = statement("COMMIT");
     if ended.is_err() && !conn.is_autocommit() {
-        statement("ROLLBACK")?;
+        let _ = statement("ROLLBACK");
     }
     let value = result?;
     ended?;
