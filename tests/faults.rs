@@ -230,6 +230,25 @@ fn tail(log: &ServerLog) -> String {
     lines[lines.len().saturating_sub(12)..].join("\n")
 }
 
+/// Once the fault is gone: the refused `request`, retried, is created (within 3 s) and the
+/// server reports ready again, all without a restart. Answers the new binding's SID.
+#[track_caller]
+fn recovers(app: &TestApp, log: &ServerLog, what: &str, request: impl Fn() -> Reply) -> String {
+    let created = retry_until_created(what, log, Duration::from_secs(3), request);
+    assert_ready_again(app, log, Duration::from_secs(3));
+    sid(&created)
+}
+
+/// The one service the test made: a create refused under the fault left nothing behind.
+fn assert_one_service(app: &TestApp) {
+    let services = app.get_raw("/v2/Services").expect(200);
+    assert_eq!(
+        services["services"].as_array().map(Vec::len),
+        Some(1),
+        "the refused service was not half-written: {services}"
+    );
+}
+
 /// Retries `request` as a client would, waiting what `Retry-After` says between 503s, until
 /// it answers 201 or `within` passes; answers the body of the 201.
 #[track_caller]
@@ -451,14 +470,12 @@ fn a_full_disk_answers_503_loses_nothing_and_recovers_when_space_is_freed() {
 
     // Space comes back: the same registration now succeeds, without a restart.
     std::fs::remove_file(&filler).expect("the filler goes");
-    let retried = retry_until_created(
-        "the refused registration, retried once space is free",
+    acknowledged.push(recovers(
+        &app,
         &log,
-        Duration::from_secs(3),
+        "the refused registration, retried once space is free",
         || register(&app, &service, refused_at),
-    );
-    acknowledged.push(sid(&retried));
-    assert_ready_again(&app, &log, Duration::from_secs(3));
+    ));
     assert_all_listed(&app, &service, &acknowledged);
     stop_and_verify(app, &log);
     assert!(
@@ -504,21 +521,14 @@ fn a_database_locked_past_the_busy_timeout_is_503_and_not_ready_until_released()
     assert_all_listed(&app, &service, &acknowledged);
     drop(lock);
 
-    let retried = retry_until_created(
-        "the refused registration, retried once the lock is released",
+    acknowledged.push(recovers(
+        &app,
         &log,
-        Duration::from_secs(3),
+        "the refused registration, retried once the lock is released",
         || register(&app, &service, 1),
-    );
-    acknowledged.push(sid(&retried));
-    assert_ready_again(&app, &log, Duration::from_secs(3));
+    ));
     assert_all_listed(&app, &service, &acknowledged);
-    let services = app.get_raw("/v2/Services").expect(200);
-    assert_eq!(
-        services["services"].as_array().map(Vec::len),
-        Some(1),
-        "the refused service was not half-written: {services}"
-    );
+    assert_one_service(&app);
     stop_and_verify(app, &log);
 }
 
@@ -669,14 +679,12 @@ fn a_data_dir_turning_read_only_while_serving_answers_503_loses_nothing_and_reco
 
     // Writable again: the refused registration now succeeds, without a restart.
     fs.set_read_only(false);
-    let retried = retry_until_created(
-        "the refused registration, retried once the data dir is writable",
+    acknowledged.push(recovers(
+        &app,
         &log,
-        Duration::from_secs(3),
+        "the refused registration, retried once the data dir is writable",
         || register(&app, &service, 3),
-    );
-    acknowledged.push(sid(&retried));
-    assert_ready_again(&app, &log, Duration::from_secs(3));
+    ));
     for n in 4..6 {
         acknowledged.push(sid(&register(&app, &service, n).expect(201)));
     }
@@ -738,11 +746,6 @@ fn a_data_dir_turning_read_only_while_serving_answers_503_loses_nothing_and_reco
     acknowledged.extend(written);
     assert_ready_again(&app, &log, Duration::from_secs(3));
     assert_all_listed(&app, &service, &acknowledged);
-    let services = app.get_raw("/v2/Services").expect(200);
-    assert_eq!(
-        services["services"].as_array().map(Vec::len),
-        Some(1),
-        "the refused service was not half-written: {services}"
-    );
+    assert_one_service(&app);
     let (_data, _account) = stop_and_verify(app, &log);
 }
