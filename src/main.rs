@@ -291,7 +291,7 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
         let address = listener.local_addr()?;
         if !daemon.read(|view| view.has_accounts())? {
-            create_first_account(&daemon, address).await?;
+            create_first_account(&daemon, &settings.data_dir, address).await?;
         }
         let operations = match settings.metrics.listen {
             Some(listen) => Some(
@@ -344,9 +344,19 @@ fn stop_on_signals(servers: Vec<actix_web::dev::ServerHandle>) -> anyhow::Result
     Ok(())
 }
 
+/// Where the first account's credentials go when there is no terminal to show them on.
+const FIRST_ACCOUNT_FILE: &str = "first-account.json";
+
 /// A fresh data dir gets an account, so that `bindery serve` alone gives a usable server. Its
-/// auth token is printed once, here, and never again.
-async fn create_first_account(daemon: &Daemon, listen: SocketAddr) -> anyhow::Result<()> {
+/// auth token is shown once and never again: on the terminal when there is one; otherwise
+/// (systemd, a pipe) in a file of the data dir that only its owner may read, since what goes
+/// to stdout there ends up in a journal that others can read.
+async fn create_first_account(
+    daemon: &Daemon,
+    data_dir: &Path,
+    listen: SocketAddr,
+) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
     let token = secrets::new_secret();
     let command = Command::CreateAccount {
         friendly_name: "Bindery account".into(),
@@ -358,6 +368,26 @@ async fn create_first_account(daemon: &Daemon, listen: SocketAddr) -> anyhow::Re
         .as_ref()
         .map(|r| r.sid().to_owned())
         .unwrap_or_default();
+    if !std::io::stdout().is_terminal() {
+        let file = data_dir.join(FIRST_ACCOUNT_FILE);
+        write_private(
+            &file,
+            &serde_json::json!({"account_sid": sid, "auth_token": token}),
+        )
+        .with_context(|| {
+            format!(
+                "cannot write the first account's credentials to {}",
+                file.display()
+            )
+        })?;
+        tracing::info!(
+            account_sid = %sid,
+            "no account existed, so Bindery created one; its auth token is in {} \
+             (readable only by its owner): read it, then delete the file",
+            file.display()
+        );
+        return Ok(());
+    }
     let message = format!(
         "No account existed, so Bindery created one. Its auth token is shown only this once:\n\
          \n  account_sid: {sid}\n  auth_token:  {token}\n\n\
@@ -365,15 +395,25 @@ async fn create_first_account(daemon: &Daemon, listen: SocketAddr) -> anyhow::Re
          Client(account_sid, auth_token)), e.g.\n\n  \
          curl -u {sid}:{token} http://{listen}/v2/Services\n\n"
     );
-    // With no stdout to print to (a closed pipe), the account still exists; say so in the log
-    // rather than die, and without the token.
     let mut out = std::io::stdout().lock();
-    if out
-        .write_all(message.as_bytes())
-        .and_then(|()| out.flush())
-        .is_err()
-    {
-        tracing::warn!(account_sid = %sid, "created the first account but could not print its token");
-    }
+    out.write_all(message.as_bytes())?;
+    out.flush()?;
     Ok(())
+}
+
+/// Writes `value` as one JSON line to a new file that only its owner may read or write. A file
+/// left from an earlier data dir is replaced, never reused with its permissions.
+fn write_private(path: &Path, value: &serde_json::Value) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    writeln!(file, "{value}")?;
+    file.sync_all()
 }

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{basic, segment, Credentials, BINARY};
+use crate::support::{basic, first_account, segment, Credentials, BINARY};
 
 const SERVICES: usize = 2;
 const USERS_PER_CLIENT: usize = 6;
@@ -980,7 +980,7 @@ fn bindery_command(binary: &Path) -> Command {
 }
 
 /// `bindery serve` on `dir`, up once it prints its `listening on` line; on a fresh dir the
-/// first account it prints is returned.
+/// first account it writes is returned.
 fn start(binary: &Path, dir: &Path) -> (Server, Option<Credentials>) {
     let fresh = !dir.join("bindery.db").exists();
     let mut child = bindery_command(binary)
@@ -991,17 +991,10 @@ fn start(binary: &Path, dir: &Path) -> (Server, Option<Credentials>) {
             PER_USER_LIMIT.to_string(),
         )
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
+        .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("bindery serve starts");
-    let (out_tx, out_rx) = mpsc::channel();
-    let stdout = child.stdout.take().expect("stdout");
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = out_tx.send(line);
-        }
-    });
     let log = Arc::new(Mutex::new(Vec::new()));
     let kept = log.clone();
     let (up_tx, up_rx) = mpsc::channel();
@@ -1036,23 +1029,7 @@ fn start(binary: &Path, dir: &Path) -> (Server, Option<Credentials>) {
     if !fresh {
         return (server, None);
     }
-    let mut printed: Vec<String> = Vec::new();
-    while !printed.iter().any(|l| l.contains("auth_token:")) {
-        match out_rx.recv_timeout(Duration::from_secs(10)) {
-            Ok(line) => printed.push(line),
-            Err(_) => panic!("no first account printed; stdout was {printed:?}"),
-        }
-    }
-    let field = |name: &str| {
-        printed
-            .iter()
-            .find_map(|l| l.trim().strip_prefix(name).map(|v| v.trim().to_owned()))
-            .unwrap_or_default()
-    };
-    let account = Credentials {
-        user: field("account_sid:"),
-        password: field("auth_token:"),
-    };
+    let account = first_account(dir);
     (server, Some(account))
 }
 

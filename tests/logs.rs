@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::support::{basic, Credentials, BINARY};
+use crate::support::{basic, first_account, Credentials, BINARY};
 
 #[test]
 fn json_logs_carry_one_line_per_request_and_no_secret() {
@@ -37,19 +37,16 @@ fn json_logs_carry_one_line_per_request_and_no_secret() {
         );
         std::thread::sleep(Duration::from_millis(20));
     };
-    let printed = std::fs::read_to_string(&out_path).unwrap();
-    let field = |name: &str| {
-        printed
-            .lines()
-            .find_map(|l| l.trim().strip_prefix(name))
-            .unwrap()
-            .trim()
-            .to_owned()
-    };
-    let account = Credentials {
-        user: field("account_sid:"),
-        password: field("auth_token:"),
-    };
+    // No terminal on stdout: the first account went to a file, and nothing to stdout.
+    assert_eq!(std::fs::read_to_string(&out_path).unwrap(), "");
+    let account = first_account(&dir.path().join("data"));
+    let file = dir.path().join("data/first-account.json");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&file.metadata().unwrap().permissions());
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "only its owner may read the first account"
+    );
     let url = |path: &str| format!("http://{address}{path}");
 
     let service: Value = ureq::post(&url("/v2/Services"))
@@ -88,9 +85,12 @@ fn json_logs_carry_one_line_per_request_and_no_secret() {
     assert!(child.wait().unwrap().success());
     let log = std::fs::read_to_string(&log_path).unwrap();
 
+    // The first start's auth token is not in the log (the journal, under systemd); where it
+    // is, is.
     for secret in [account.password.as_str(), wrong.password.as_str(), token] {
         assert!(!log.contains(secret), "a secret or token in the log");
     }
+    assert!(log.contains(&file.display().to_string()), "{log}");
     let requests: Vec<Value> = log
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))

@@ -37,6 +37,25 @@ pub fn bindery_json(data_dir: &Path, args: &[&str]) -> Value {
     })
 }
 
+/// The credentials a server wrote for the first account it created in `data_dir` (with no
+/// terminal on stdout, it writes them to a file only its owner may read).
+pub fn first_account(data_dir: &Path) -> Credentials {
+    let file = data_dir.join("first-account.json");
+    let text = std::fs::read_to_string(&file)
+        .unwrap_or_else(|e| panic!("no first account in {}: {e}", file.display()));
+    let value: Value = serde_json::from_str(&text).expect("the first account is JSON");
+    let field = |name: &str| {
+        value[name]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name} missing in {text}"))
+            .to_owned()
+    };
+    Credentials {
+        user: field("account_sid"),
+        password: field("auth_token"),
+    }
+}
+
 pub struct Credentials {
     pub user: String,
     pub password: String,
@@ -63,29 +82,19 @@ impl TestApp {
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path())
             .envs(env.iter().copied())
-            .stdout(Stdio::piped())
+            .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .expect("bindery serve starts");
-        let stdout = lines_of(child.stdout.take().expect("stdout"));
         let address = wait_for_line(child.stderr.take().expect("stderr"), "listening on http://");
-        // On a fresh data dir the server prints its first account before it listens.
-        let mut printed = Vec::new();
-        while fresh && !printed.iter().any(|l: &String| l.contains("auth_token:")) {
-            match stdout.recv_timeout(Duration::from_secs(10)) {
-                Ok(line) => printed.push(line),
-                Err(_) => panic!("no first account printed; stdout was {printed:?}"),
+        // On a fresh data dir the server writes its first account before it listens.
+        let account = if fresh {
+            first_account(dir.path())
+        } else {
+            Credentials {
+                user: String::new(),
+                password: String::new(),
             }
-        }
-        let field = |name: &str| {
-            printed
-                .iter()
-                .find_map(|l| l.trim().strip_prefix(name).map(|v| v.trim().to_owned()))
-                .unwrap_or_default()
-        };
-        let account = Credentials {
-            user: field("account_sid:"),
-            password: field("auth_token:"),
         };
         TestApp {
             dir,
@@ -643,7 +652,7 @@ impl ServerLog {
 
 impl TestApp {
     /// `bindery serve` on `dir`, fresh or used before, with `env`; every stderr line is kept
-    /// in the returned log. A fresh dir prints its first account; a used one prints none, so
+    /// in the returned log. A fresh dir writes its first account; a used one writes none, so
     /// `account` (the credentials of an earlier run) stands in for it.
     pub fn spawn_logged(
         dir: TempDir,
@@ -653,20 +662,19 @@ impl TestApp {
         let fresh = !dir.path().join("bindery.db").exists();
         assert!(
             fresh || account.is_some(),
-            "a used data dir prints no account: pass the first run's"
+            "a used data dir writes no account: pass the first run's"
         );
         let mut child = KillOnDrop(Some(
             Command::new(BINARY)
                 .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
                 .arg(dir.path())
                 .envs(env.iter().copied())
-                .stdout(Stdio::piped())
+                .stdout(Stdio::null())
                 .stderr(Stdio::piped())
                 .spawn()
                 .expect("bindery serve starts"),
         ));
         let process = child.0.as_mut().expect("the child");
-        let stdout = lines_of(process.stdout.take().expect("stdout"));
         let stderr = lines_of(process.stderr.take().expect("stderr"));
         let log = ServerLog::default();
         let kept = log.clone();
@@ -694,25 +702,7 @@ impl TestApp {
             .expect("the listening line");
         let account = match account {
             Some(account) => account,
-            None => {
-                let mut printed = Vec::new();
-                while !printed.iter().any(|l: &String| l.contains("auth_token:")) {
-                    match stdout.recv_timeout(Duration::from_secs(10)) {
-                        Ok(line) => printed.push(line),
-                        Err(_) => panic!("no first account printed; stdout was {printed:?}"),
-                    }
-                }
-                let field = |name: &str| {
-                    printed
-                        .iter()
-                        .find_map(|l| l.trim().strip_prefix(name).map(|v| v.trim().to_owned()))
-                        .unwrap_or_default()
-                };
-                Credentials {
-                    user: field("account_sid:"),
-                    password: field("auth_token:"),
-                }
-            }
+            None => first_account(dir.path()),
         };
         let app = TestApp {
             dir,

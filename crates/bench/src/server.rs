@@ -2,12 +2,11 @@
 //! (`import`, `rebuild`, `verify`), each optionally pinned to one CPU.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -120,7 +119,7 @@ impl Bindery {
 
     /// Starts `bindery serve` on a free port and waits until `/healthz` answers. With
     /// `credentials`, the data dir already has that account; without, a fresh data dir's first
-    /// account is read from stdout.
+    /// account is read from the file it writes (`first-account.json`).
     pub fn serve(
         &self,
         name: &str,
@@ -137,28 +136,11 @@ impl Bindery {
             .arg(addr.to_string())
             .envs(settings.iter().copied())
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
+            .stdout(Stdio::null())
             .stderr(self.log_file(name)?);
-        let mut child = command
+        let child = command
             .spawn()
             .with_context(|| format!("cannot start {}", self.binary.display()))?;
-        let stdout = child.stdout.take().expect("piped");
-        let (sender, receiver) = mpsc::channel();
-        std::thread::spawn(move || {
-            let (mut account, mut token) = (None, None);
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let line = line.trim();
-                if let Some(value) = line.strip_prefix("account_sid:") {
-                    account = Some(value.trim().to_owned());
-                } else if let Some(value) = line.strip_prefix("auth_token:") {
-                    token = Some(value.trim().to_owned());
-                }
-                if let (Some(a), Some(t)) = (&account, &token) {
-                    let _ = sender.send((a.clone(), t.clone()));
-                    account = None;
-                }
-            }
-        });
         let mut server = Server {
             child,
             addr,
@@ -166,19 +148,6 @@ impl Bindery {
             token: String::new(),
         };
         let deadline = Instant::now() + Duration::from_secs(120);
-        let (account, token) = match credentials {
-            Some(credentials) => credentials,
-            None => loop {
-                if let Ok(found) = receiver.recv_timeout(Duration::from_millis(100)) {
-                    break found;
-                }
-                server.check_alive(name)?;
-                if Instant::now() > deadline {
-                    bail!("{name}: bindery printed no account within two minutes");
-                }
-            },
-        };
-        (server.account, server.token) = (account, token);
         while !matches!(get(addr, "/healthz"), Ok((200, _))) {
             server.check_alive(name)?;
             if Instant::now() > deadline {
@@ -186,6 +155,12 @@ impl Bindery {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        // A fresh data dir's first account is written to a file before the server listens.
+        (server.account, server.token) = match credentials {
+            Some(credentials) => credentials,
+            None => first_account(data_dir)
+                .with_context(|| format!("{name}: no first account in {}", data_dir.display()))?,
+        };
         Ok(server)
     }
 }
@@ -330,4 +305,17 @@ pub fn request(
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
     Ok((status, body))
+}
+
+/// The (account SID, auth token) a fresh server wrote for its first account.
+fn first_account(data_dir: &Path) -> anyhow::Result<(String, String)> {
+    let text = std::fs::read_to_string(data_dir.join("first-account.json"))?;
+    let account: serde_json::Value = serde_json::from_str(&text)?;
+    let field = |name: &str| -> anyhow::Result<String> {
+        Ok(account[name]
+            .as_str()
+            .with_context(|| format!("{name} missing"))?
+            .to_owned())
+    };
+    Ok((field("account_sid")?, field("auth_token")?))
 }

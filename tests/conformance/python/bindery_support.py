@@ -107,6 +107,12 @@ def _drain(stream, sink: List[str], wake: threading.Event) -> None:
     wake.set()
 
 
+def first_account(data_dir: Path):
+    """The (account_sid, auth_token) a fresh server wrote for its first account."""
+    account = json.loads((data_dir / "first-account.json").read_text())
+    return account["account_sid"], account["auth_token"]
+
+
 def start_bindery(data_dir: Path) -> Bindery:
     proc = subprocess.Popen(
         [BINDERY_BIN, "serve", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir)],
@@ -127,13 +133,13 @@ def start_bindery(data_dir: Path) -> Bindery:
     deadline = time.monotonic() + START_TIMEOUT
     port = sid = token = None
     while time.monotonic() < deadline:
-        text_err, text_out = "".join(err), "".join(out)
+        text_err = "".join(err)
         m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", text_err)
         port = port or (m and m.group(1))
-        m = re.search(r"account_sid:\s*(AC[0-9a-f]{32})", text_out)
-        sid = sid or (m and m.group(1))
-        m = re.search(r"auth_token:\s*(\S+)", text_out)
-        token = token or (m and m.group(1))
+        # With no terminal on stdout, the first account's credentials go to a file that only
+        # its owner may read; it is written before the server listens.
+        if port and not sid:
+            sid, token = first_account(data_dir)
         if port and sid and token:
             break
         if proc.poll() is not None:

@@ -1,6 +1,6 @@
 // Start and stop a real Bindery process for the suite.
 import { spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync, existsSync } from "node:fs";
+import { mkdtempSync, rmSync, existsSync, readFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -60,14 +60,14 @@ export class Bindery {
         else resolve(this);
       };
       const poll = () => {
-        const out = this.stdout.replace(ANSI, "");
         const err = this.stderr.replace(ANSI, "");
-        const sid = out.match(/account_sid:\s*(AC[0-9a-f]{32})/);
-        const token = out.match(/auth_token:\s*(\S+)/);
         const listen = err.match(/listening on (http:\/\/127\.0\.0\.1:\d+)/);
-        if (sid && token && listen) {
-          this.accountSid = sid[1];
-          this.authToken = token[1];
+        if (listen && !settled) {
+          // With no terminal on stdout, the first account's credentials go to a file that only
+          // its owner may read, written before the server listens.
+          const account = JSON.parse(readFileSync(path.join(this.dataDir, "first-account.json"), "utf8"));
+          this.accountSid = account.account_sid;
+          this.authToken = account.auth_token;
           this.baseUrl = listen[1];
           finish();
         }
