@@ -1,4 +1,4 @@
-//! Settings for `bindery serve`, layered: defaults < `--config FILE` < `BINDERY_*` environment
+//! Settings for every `bindery` command, layered: defaults < `--config FILE` < `BINDERY_*` environment
 //! variables (`__` between nested keys) < command-line flags. figment does the layering (the
 //! same crate lldap uses), so an unknown key or a bad value stops start-up naming the key.
 
@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bindery_daemon::delivery::TransportSettings;
-use bindery_daemon::Synchronous;
+use bindery_daemon::{StoreOptions, Synchronous};
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
@@ -153,6 +153,13 @@ pub struct Flags {
 }
 
 impl Settings {
+    pub fn store_options(&self) -> StoreOptions {
+        StoreOptions {
+            synchronous: self.storage.synchronous,
+            busy_timeout: self.storage.busy_timeout,
+        }
+    }
+
     /// The transport `delivery` names, or why the settings do not make one.
     pub fn transport(&self) -> Result<TransportSettings, String> {
         Ok(match self.delivery.transport {

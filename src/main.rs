@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use bindery_daemon::clock::{Clock, SystemClock};
+use bindery_daemon::lock::{DataDirLock, LockError};
 use bindery_daemon::store::{self, database_path};
 use bindery_daemon::{secrets, Daemon, DaemonOptions, Envelope, Store, StoreOptions};
 use bindery_domain::{AccountSid, ApiKeySid, Command, Row, SecretHash};
@@ -26,6 +27,9 @@ struct Cli {
     /// Directory holding the database [default: ./data]
     #[arg(long, global = true, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// A TOML settings file (see config/bindery.toml); every command reads the same settings
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -37,9 +41,6 @@ enum Cmd {
         /// Address to listen on [default: 127.0.0.1:8080]
         #[arg(long, value_name = "ADDR")]
         listen: Option<SocketAddr>,
-        /// A TOML settings file (see config/bindery.toml)
-        #[arg(long, value_name = "FILE")]
-        config: Option<PathBuf>,
     },
     /// Manage accounts
     #[command(subcommand)]
@@ -107,36 +108,34 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let data_dir = || {
-        cli.data_dir
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("./data"))
+    // Every command reads the same layers as `serve` and refuses what it does not know, so a
+    // setting (the data dir, the storage's) means the same to all of them.
+    let flags = Flags {
+        listen: match cli.command {
+            Cmd::Serve { listen } => listen,
+            _ => None,
+        },
+        data_dir: cli.data_dir.clone(),
     };
-    if !matches!(cli.command, Cmd::Serve { .. }) {
-        init_logging(LogFormat::Pretty, "warn");
-    }
+    let settings = Settings::load(cli.config.as_deref(), &flags).map_err(anyhow::Error::msg)?;
+    let serving = matches!(cli.command, Cmd::Serve { .. });
+    init_logging(settings.log.format, if serving { "info" } else { "warn" });
+    let data_dir = settings.data_dir.as_path();
+    let store_options = settings.store_options();
     match cli.command {
-        Cmd::Serve { listen, config } => {
-            let flags = Flags {
-                listen,
-                data_dir: cli.data_dir.clone(),
-            };
-            let settings = Settings::load(config.as_deref(), &flags).map_err(anyhow::Error::msg)?;
-            init_logging(settings.log.format, "info");
-            serve(settings)?;
-        }
+        Cmd::Serve { .. } => serve(settings)?,
         Cmd::Accounts(AccountsCmd::Create { friendly_name }) => {
             let token = secrets::new_secret();
             let command = Command::CreateAccount {
                 friendly_name,
                 auth_token_hash: SecretHash::of(&token),
             };
-            let sid = commit(&data_dir(), command)?;
+            let sid = commit(data_dir, &store_options, command)?;
             print_json(&serde_json::json!({"account_sid": sid, "auth_token": token}))?;
         }
         Cmd::Accounts(AccountsCmd::List) => {
-            let path = existing_database(&data_dir())?;
-            let conn = store::open_reader(&path, StoreOptions::default().busy_timeout)?;
+            let path = existing_database(data_dir)?;
+            let conn = store::open_reader(&path, store_options.busy_timeout)?;
             let view = bindery_daemon::queries::ReadView::new(&conn);
             for account in view.accounts()? {
                 print_json(&serde_json::json!({
@@ -157,20 +156,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 friendly_name,
                 secret_hash: SecretHash::of(&secret),
             };
-            let sid = commit(&data_dir(), command)?;
+            let sid = commit(data_dir, &store_options, command)?;
             print_json(&serde_json::json!({"sid": sid, "secret": secret}))?;
         }
         Cmd::Keys(KeysCmd::Revoke { sid }) => {
             let key = ApiKeySid::parse(&sid)?;
-            commit(&data_dir(), Command::RevokeApiKey { key })?;
+            commit(data_dir, &store_options, Command::RevokeApiKey { key })?;
             eprintln!("revoked {key}");
         }
         Cmd::Rebuild => {
-            let replayed = open(&data_dir())?.rebuild()?;
+            let _lock = lock(data_dir, "rebuild")?;
+            let replayed = open(data_dir, &store_options)?.rebuild()?;
             eprintln!("rebuilt the projections from {replayed} events");
         }
         Cmd::Verify => {
-            let path = existing_database(&data_dir())?;
+            let path = existing_database(data_dir)?;
             let differences = store::verify(&path)?;
             if differences.is_empty() {
                 eprintln!("verified: every projection row equals a replay of the log");
@@ -184,17 +184,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
         Cmd::Export => {
-            let path = existing_database(&data_dir())?;
+            let path = existing_database(data_dir)?;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             let count = store::export(&path, &mut out)?;
             eprintln!("exported {count} events");
         }
         Cmd::Backup { to } => {
-            store::backup(&existing_database(&data_dir())?, &to)?;
+            store::backup(&existing_database(data_dir)?, &to)?;
             eprintln!("backed up to {}", to.display());
         }
         Cmd::Import { from } => {
-            let mut store = open(&data_dir())?;
+            let _lock = lock(data_dir, "import")?;
+            let mut store = open(data_dir, &store_options)?;
             let report = match from {
                 Some(file) => {
                     let file = std::fs::File::open(&file)
@@ -212,10 +213,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn open(data_dir: &Path) -> anyhow::Result<Store> {
+fn open(data_dir: &Path, options: &StoreOptions) -> anyhow::Result<Store> {
     let path = database_path(data_dir);
-    Store::open(&path, &StoreOptions::default())
-        .with_context(|| format!("cannot open {}", path.display()))
+    Store::open(&path, options).with_context(|| format!("cannot open {}", path.display()))
+}
+
+/// Takes the data dir's lock for `command`, which must not run beside a server (see
+/// [`DataDirLock`]).
+fn lock(data_dir: &Path, command: &str) -> anyhow::Result<DataDirLock> {
+    DataDirLock::acquire(data_dir).map_err(|e| match e {
+        LockError::Held(_) => anyhow::anyhow!(
+            "{e}: stop the server on {} before `bindery {command}` (it holds every write for \
+             as long as it runs); accounts, keys, verify, export and backup are safe beside it",
+            data_dir.display()
+        ),
+        other => other.into(),
+    })
 }
 
 fn existing_database(data_dir: &Path) -> anyhow::Result<PathBuf> {
@@ -228,8 +241,9 @@ fn existing_database(data_dir: &Path) -> anyhow::Result<PathBuf> {
 
 /// Commits one command on its own connection (safe beside a running server: SQLite locks the
 /// file) and returns the SID of what it created or changed.
-fn commit(data_dir: &Path, command: Command) -> anyhow::Result<String> {
-    let committed = open(data_dir)?.execute_one(Envelope::from(command), SystemClock.now())?;
+fn commit(data_dir: &Path, options: &StoreOptions, command: Command) -> anyhow::Result<String> {
+    let committed =
+        open(data_dir, options)?.execute_one(Envelope::from(command), SystemClock.now())?;
     let subject = committed
         .events
         .last()
@@ -271,12 +285,13 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
     // without a URL, is a start-up error.
     let transport = settings.transport().map_err(anyhow::Error::msg)?;
     let transport = bindery_daemon::delivery::transport(&transport).map_err(anyhow::Error::msg)?;
+    // Held until the process ends: `rebuild` and `import` are refused meanwhile, and so is a
+    // second server on the same data dir.
+    let _lock =
+        DataDirLock::acquire(&settings.data_dir).context("cannot serve: the data dir is in use")?;
     actix_rt::System::new().block_on(async move {
         let mut options = DaemonOptions::new(settings.data_dir.clone());
-        options.store = StoreOptions {
-            synchronous: settings.storage.synchronous,
-            busy_timeout: settings.storage.busy_timeout,
-        };
+        options.store = settings.store_options();
         options.group_commit = settings.storage.group_commit;
         options.stale_after = settings.bindings.stale_after;
         options.sweep_interval = settings.bindings.sweep_interval;

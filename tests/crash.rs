@@ -805,7 +805,7 @@ impl Client {
         let agent = ureq::AgentBuilder::new()
             .timeout_connect(Duration::from_secs(5))
             .timeout(Duration::from_secs(30))
-            .max_idle_connections(if self.id % 2 == 0 { 4 } else { 0 })
+            .max_idle_connections(if self.id.is_multiple_of(2) { 4 } else { 0 })
             .build();
         while !stop.load(Ordering::SeqCst) && self.violations.is_empty() {
             let op = self.next_op();

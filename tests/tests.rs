@@ -21,6 +21,7 @@ mod paging;
 mod registration;
 mod routes;
 mod services;
+mod settings;
 mod shutdown;
 mod tenancy;
 mod users;
