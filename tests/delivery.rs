@@ -169,3 +169,41 @@ fn the_log_transport_delivers_to_every_targeted_binding_and_counts_it() {
     }
     app.verify();
 }
+
+/// Message bodies are users' chat text: the `log` transport says at `info` what was sent to
+/// whom, and writes the body only at `debug`.
+#[test]
+fn the_log_transport_writes_message_bodies_only_at_debug() {
+    for (level, body_logged) in [("info", false), ("debug", true)] {
+        let (app, log) = TestApp::spawn_logged(
+            TempDir::new().expect("temp dir"),
+            &[("RUST_LOG", level)],
+            None,
+        );
+        let service = chat_service(&app, "Chat");
+        let binding = register(
+            &app,
+            &service,
+            "alice",
+            &[("BindingType", "apn"), ("Address", "alice-apn-token-0001")],
+        );
+        let body = "the secret plan is at noon";
+        let answer = notify(&app, &service, &[("Identity", "alice"), ("Body", body)]);
+        assert_eq!(result_for(&answer, &binding)["status"], "delivered");
+        assert!(app.stop().success());
+        assert!(log.wait_for("stopped", Duration::from_secs(20)));
+        let lines = log.lines().join("\n");
+        let push = log
+            .lines()
+            .into_iter()
+            .find(|l| l.contains(" push ") || l.ends_with(" push"))
+            .unwrap_or_else(|| panic!("no push line at {level}:\n{lines}"));
+        assert!(push.contains(&binding) && push.contains("alice"), "{push}");
+        assert_eq!(
+            lines.contains(body),
+            body_logged,
+            "RUST_LOG={level}: the body logged is {}:\n{lines}",
+            lines.contains(body)
+        );
+    }
+}

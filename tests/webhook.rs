@@ -685,3 +685,111 @@ fn the_webhook_transport_without_an_http_url_refuses_to_start() {
         );
     }
 }
+
+/// The URL's secrets, and the URL itself, must reach neither an answer nor a log line: ureq's
+/// own errors print the URL.
+#[test]
+fn the_webhook_url_and_its_secrets_reach_no_answer_and_no_log_line() {
+    let closed = {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let failing = scripted(&[("down-token", 500, r#"{"error":"down"}"#)]);
+    let cases = [
+        // Nothing listens there: a transport error, whose text names the URL.
+        (
+            format!("http://hook-user:pass-s3cret@{closed}/push?token=tok-s3cret"),
+            "could not be reached",
+        ),
+        // The sender answers 500 every time.
+        (
+            format!(
+                "http://hook-user:pass-s3cret@{}/push?token=tok-s3cret",
+                failing.address
+            ),
+            "answered 500",
+        ),
+    ];
+    for (url, expected) in cases {
+        let env = [
+            ("BINDERY_DELIVERY__TRANSPORT", "webhook"),
+            ("BINDERY_DELIVERY__WEBHOOK__URL", url.as_str()),
+            ("BINDERY_DELIVERY__WEBHOOK__RETRIES", "1"),
+            ("BINDERY_DELIVERY__WEBHOOK__TIMEOUT", "2s"),
+        ];
+        let (app, log) = TestApp::spawn_logged(tempfile::TempDir::new().unwrap(), &env, None);
+        let service = chat_service(&app, "Chat");
+        let binding = register(
+            &app,
+            &service,
+            "alice",
+            &[("BindingType", "apn"), ("Address", "down-token")],
+        );
+        let answer = notify(&app, &service, &[("Identity", "alice"), ("Body", "hi")]);
+        let result = result_for(&answer, &binding);
+        assert_eq!(result["status"], "failed", "{answer}");
+        let error = result["error"].as_str().expect("an error text");
+        assert!(error.contains(expected), "{error}");
+        assert!(app.stop().success());
+        assert!(log.wait_for("stopped", Duration::from_secs(20)));
+        let text = answer.to_string();
+        let lines = log.lines().join("\n");
+        for secret in ["pass-s3cret", "tok-s3cret", "hook-user", "/push"] {
+            assert!(!text.contains(secret), "{secret} in the answer: {text}");
+            assert!(!lines.contains(secret), "{secret} in the log:\n{lines}");
+        }
+    }
+}
+
+/// A sender's answer is read up to a limit: a verdict buried past it is no verdict, and the
+/// binding stays.
+#[test]
+fn a_senders_answer_is_read_only_up_to_a_limit() {
+    let padded: &'static str = Box::leak(
+        format!(
+            r#"{{"verdict":"unregistered","padding":"{}"}}"#,
+            "x".repeat(1024 * 1024)
+        )
+        .into_boxed_str(),
+    );
+    let short = r#"{"verdict":"unregistered"}"#;
+    let sender = Sender::start(move |push| {
+        if push["address"] == "huge-answer-token" {
+            (200, padded)
+        } else {
+            (200, short)
+        }
+    });
+    let app = spawn_for(&sender);
+    let service = chat_service(&app, "Chat");
+    let huge = register(
+        &app,
+        &service,
+        "alice",
+        &[("BindingType", "apn"), ("Address", "huge-answer-token")],
+    );
+    let small = register(
+        &app,
+        &service,
+        "bob",
+        &[("BindingType", "apn"), ("Address", "small-answer-token")],
+    );
+    let answer = notify(
+        &app,
+        &service,
+        &[("Identity", "alice"), ("Identity", "bob"), ("Body", "hi")],
+    );
+    assert_eq!(
+        result_for(&answer, &huge)["status"],
+        "delivered",
+        "{answer}"
+    );
+    assert_eq!(
+        result_for(&answer, &small)["status"],
+        "unregistered",
+        "{answer}"
+    );
+    assert_eq!(app.user_binding_sids(&service, "alice"), vec![huge]);
+    assert!(app.user_binding_sids(&service, "bob").is_empty());
+    app.verify();
+}

@@ -5,7 +5,7 @@
 use bindery_domain::notify::{configured, default_template, render, Variables};
 use bindery_domain::*;
 
-use crate::delivery::{Outcome, Push};
+use crate::delivery::{DeliveryError, Outcome, Push};
 use crate::store::{Envelope, WriteError};
 use crate::Daemon;
 
@@ -114,7 +114,7 @@ impl Daemon {
                 async move {
                     let outcome = match (credential_missing, &push.credential_sid) {
                         (true, Some(credential)) => {
-                            Outcome::Failed(format!("credential {credential} missing"))
+                            Outcome::Failed(DeliveryError::CredentialMissing(*credential))
                         }
                         _ => self.deliver(push.clone()).await,
                     };

@@ -115,7 +115,7 @@ pub(crate) async fn notify(
         .map(|d| {
             let error = match &d.outcome {
                 Outcome::Delivered => None,
-                Outcome::Failed(e) | Outcome::Unregistered(e) => Some(e.clone()),
+                Outcome::Failed(e) | Outcome::Unregistered(e) => Some(e.to_string()),
             };
             json!({
                 "binding_sid": d.binding_sid,

@@ -16,7 +16,7 @@ pub use sweeper::{Sweep, Sweeper};
 pub use writer::{Close, Execute, Probe, Writer};
 
 use crate::clock::{Clock, SystemClock};
-use crate::delivery::{Deliver, Dispatcher, LogTransport, Outcome, Push, Transport};
+use crate::delivery::{Deliver, DeliveryError, Dispatcher, LogTransport, Outcome, Push, Transport};
 use crate::metrics::Metrics;
 use crate::queries::ReadView;
 use crate::store::{self, Committed, Envelope, Store, StoreError, StoreOptions, WriteError};
@@ -166,7 +166,7 @@ impl Daemon {
         self.dispatcher
             .send(Deliver(push))
             .await
-            .unwrap_or_else(|_| Outcome::Failed("the dispatcher is not running".into()))
+            .unwrap_or(Outcome::Failed(DeliveryError::DispatcherStopped))
     }
 
     /// Expires what is stale now (the sweeper also does this on its own schedule).

@@ -4,7 +4,7 @@
 
 use notify_rust::{Hint, Notification};
 
-use super::{Outcome, Push, Transport};
+use super::{DeliveryError, Outcome, Push, Transport};
 
 pub struct Desktop;
 
@@ -48,7 +48,11 @@ impl Transport for Desktop {
             .show();
         match shown {
             Ok(_) => Outcome::Delivered,
-            Err(e) => Outcome::Failed(format!("desktop notification failed: {e}")),
+            Err(e) => {
+                // The answer says what kind of failure; the operator's log has D-Bus's words.
+                tracing::warn!(error = %e, "desktop notification failed");
+                Outcome::Failed(DeliveryError::Desktop)
+            }
         }
     }
 }

@@ -1,4 +1,6 @@
-//! `log`: one structured log line per push, the default. The address is shortened.
+//! `log`: one structured log line per push, the default. At `info` it says what was sent to
+//! whom (binding, type, shortened address, identity); the message itself, a user's chat text,
+//! only at `debug`.
 
 use super::{Outcome, Push, Transport};
 
@@ -16,9 +18,13 @@ impl Transport for LogTransport {
             address = %push.address.redacted(),
             identity = push.identity.as_str(),
             message_type = push.message_type.as_str(),
+            "push"
+        );
+        tracing::debug!(
+            binding_sid = %push.binding_sid,
             title = push.title.as_deref().unwrap_or(""),
             body = %push.body,
-            "push"
+            "push body"
         );
         Outcome::Delivered
     }

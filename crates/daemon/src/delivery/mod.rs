@@ -4,6 +4,7 @@
 //! is dead, which removes the binding as feedback does).
 
 mod desktop;
+mod error;
 mod log;
 mod webhook;
 
@@ -19,6 +20,7 @@ use serde::Serialize;
 use crate::metrics::Metrics;
 
 pub use desktop::Desktop;
+pub use error::DeliveryError;
 pub use log::LogTransport;
 pub use webhook::Webhook;
 
@@ -42,9 +44,9 @@ pub struct Push {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Delivered,
-    Failed(String),
+    Failed(DeliveryError),
     /// The provider no longer knows the token.
-    Unregistered(String),
+    Unregistered(DeliveryError),
 }
 
 impl Outcome {
