@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bindery_daemon::delivery::TransportSettings;
+use bindery_daemon::feed::WaitLimits;
 use bindery_daemon::{StoreOptions, Synchronous};
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
@@ -41,6 +42,10 @@ pub struct MetricsSettings {
 pub struct Http {
     /// The largest request body accepted, in bytes; larger ones answer 413.
     pub body_limit: usize,
+    /// Long-polls of `/v2/Events` (`Wait`) that may wait at once; one more answers 429.
+    pub long_polls: usize,
+    /// Of those, how many one account may hold.
+    pub long_polls_per_account: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -121,6 +126,8 @@ impl Default for Settings {
             },
             http: Http {
                 body_limit: 64 * 1024,
+                long_polls: WaitLimits::default().total,
+                long_polls_per_account: WaitLimits::default().per_account,
             },
             bindings: Bindings {
                 per_user_limit: 20,

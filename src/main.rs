@@ -296,6 +296,10 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
         options.stale_after = settings.bindings.stale_after;
         options.sweep_interval = settings.bindings.sweep_interval;
         options.transport = transport;
+        options.wait_limits = bindery_daemon::feed::WaitLimits {
+            total: settings.http.long_polls,
+            per_account: settings.http.long_polls_per_account,
+        };
         let daemon = Daemon::start(options).with_context(|| {
             format!(
                 "cannot open the database in {}",

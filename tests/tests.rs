@@ -12,6 +12,7 @@ mod delivery;
 mod desktop;
 mod errors;
 mod faults;
+mod feed;
 mod hostile;
 mod idempotency;
 mod lifecycle;

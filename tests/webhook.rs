@@ -793,3 +793,86 @@ fn a_senders_answer_is_read_only_up_to_a_limit() {
     assert!(app.user_binding_sids(&service, "bob").is_empty());
     app.verify();
 }
+
+/// A notify hands the dispatchers as many pushes at once as they have threads (4 by default),
+/// not one per binding: the rest wait in the request, not in the dispatchers' mailbox.
+#[test]
+fn a_large_fan_out_hands_the_dispatchers_a_bounded_number_of_pushes_at_once() {
+    let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+    let entered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let sender = {
+        let (gate, entered) = (gate.clone(), entered.clone());
+        Sender::start(move |_| {
+            entered.fetch_add(1, Ordering::SeqCst);
+            let (open, opened) = &*gate;
+            let mut open = open.lock().unwrap();
+            while !*open {
+                open = opened.wait(open).unwrap();
+            }
+            (200, r#"{"ok":true}"#)
+        })
+    };
+    let app = TestApp::spawn_with_env(&[
+        ("BINDERY_DELIVERY__TRANSPORT", "webhook"),
+        ("BINDERY_DELIVERY__WEBHOOK__URL", &sender.url),
+        ("BINDERY_DELIVERY__WEBHOOK__TIMEOUT", "60s"),
+    ]);
+    let service = chat_service(&app, "Chat");
+    for user in 0..4 {
+        for device in 0..5 {
+            register(
+                &app,
+                &service,
+                &format!("user{user}"),
+                &[
+                    ("BindingType", "fcm"),
+                    ("Address", &format!("token-{user}-{device}")),
+                    ("Endpoint", &format!("device-{device}")),
+                ],
+            );
+        }
+    }
+    let in_flight = "bindery_deliveries_in_flight";
+    /// Opens the gate when dropped, so that a failed assertion does not leave the notify
+    /// waiting on the sender forever.
+    struct Opens(Arc<(Mutex<bool>, std::sync::Condvar)>);
+    impl Drop for Opens {
+        fn drop(&mut self) {
+            *self.0 .0.lock().unwrap_or_else(|e| e.into_inner()) = true;
+            self.0 .1.notify_all();
+        }
+    }
+    let answer = std::thread::scope(|scope| {
+        let opens = Opens(gate.clone());
+        let notifying = scope.spawn(|| {
+            let identities: Vec<(&str, String)> =
+                (0..4).map(|u| ("Identity", format!("user{u}"))).collect();
+            let mut pairs: Vec<(&str, &str)> =
+                identities.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            pairs.push(("Body", "hi"));
+            notify(&app, &service, &pairs)
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while entered.load(Ordering::SeqCst) < 4 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the sender saw no pushes"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(
+            app.metric(in_flight, &[]),
+            4.0,
+            "twenty pushes, four dispatcher threads"
+        );
+        drop(opens);
+        notifying.join().unwrap()
+    });
+    assert_eq!(
+        (&answer["targeted"], &answer["delivered"]),
+        (&20.into(), &20.into()),
+        "{answer}"
+    );
+    assert_eq!(entered.load(Ordering::SeqCst), 20);
+    assert_eq!(app.metric(in_flight, &[]), 0.0);
+}

@@ -6,6 +6,7 @@
 pub mod actors;
 pub mod clock;
 pub mod delivery;
+pub mod feed;
 pub mod lock;
 pub mod metrics;
 pub mod notifications;

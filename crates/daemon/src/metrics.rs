@@ -24,6 +24,9 @@ pub struct Families {
     pub bindings: IntGaugeVec,
     pub auth_failures: IntCounter,
     pub deliveries: IntCounterVec,
+    pub deliveries_in_flight: IntGauge,
+    pub feed_waiters: IntGauge,
+    pub feed_wakeups: IntCounter,
 }
 
 impl std::ops::Deref for Metrics {
@@ -153,6 +156,30 @@ impl Metrics {
                         "Pushes handed to a transport, by transport and outcome.",
                     ),
                     &["transport", "outcome"],
+                )
+                .expect("valid metric"),
+            ),
+            deliveries_in_flight: register(
+                &registry,
+                IntGauge::new(
+                    "bindery_deliveries_in_flight",
+                    "Pushes handed to the dispatchers and not yet answered.",
+                )
+                .expect("valid metric"),
+            ),
+            feed_waiters: register(
+                &registry,
+                IntGauge::new(
+                    "bindery_feed_waiters",
+                    "Long-polls of the change feed waiting for events.",
+                )
+                .expect("valid metric"),
+            ),
+            feed_wakeups: register(
+                &registry,
+                IntCounter::new(
+                    "bindery_feed_wakeups_total",
+                    "Long-polls woken by their account's events.",
                 )
                 .expect("valid metric"),
             ),

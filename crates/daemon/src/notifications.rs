@@ -5,6 +5,8 @@
 use bindery_domain::notify::{configured, default_template, render, Variables};
 use bindery_domain::*;
 
+use futures_util::StreamExt;
+
 use crate::delivery::{DeliveryError, Outcome, Push};
 use crate::store::{Envelope, WriteError};
 use crate::Daemon;
@@ -121,7 +123,10 @@ impl Daemon {
                     (push, outcome)
                 }
             });
-        let delivered = futures_util::future::join_all(pending).await;
+        let delivered: Vec<(Push, Outcome)> = futures_util::stream::iter(pending)
+            .buffered(self.fan_out())
+            .collect()
+            .await;
         let mut deliveries = Vec::with_capacity(delivered.len());
         for (push, outcome) in delivered {
             if let Outcome::Unregistered(_) = outcome {

@@ -176,6 +176,15 @@ impl From<bindery_domain::IdentityError> for ApiError {
     }
 }
 
+impl From<bindery_daemon::feed::WaitRefused> for ApiError {
+    fn from(error: bindery_daemon::feed::WaitRefused) -> Self {
+        ApiError {
+            retry_after: Some(1),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, 20429, error.to_string())
+        }
+    }
+}
+
 impl From<bindery_domain::ValueError> for ApiError {
     fn from(error: bindery_domain::ValueError) -> Self {
         Self::bad_parameter(error.to_string())

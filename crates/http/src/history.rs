@@ -147,18 +147,22 @@ pub(crate) async fn feed(api: Api, request: HttpRequest) -> Result<HttpResponse,
         api.read(move |view, account| view.events(account, &EventFilter::Account, &page_request))
     };
     let mut page: Page<RecordedEvent> = read()?;
-    // Nothing yet: wait for the log to grow. Another account's events wake this too, so wait
-    // again, past them, until this account's arrive or the time is up.
-    let deadline = std::time::Instant::now() + wait;
-    let mut seen = after;
-    while page.items.is_empty() {
-        let remaining = deadline.saturating_duration_since(std::time::Instant::now());
-        match api.daemon.wait_past(seen, remaining).await {
-            Some(newest) if !remaining.is_zero() => {
-                seen = newest;
-                page = read()?;
+    // Nothing yet: wait for this account's log to grow. Subscribe first, then read again, so
+    // that an event committed between the first read and the subscription is not missed.
+    if page.items.is_empty() && !wait.is_zero() {
+        let deadline = std::time::Instant::now() + wait;
+        let mut waiting = api.daemon.subscribe_feed(api.account)?;
+        page = read()?;
+        let mut seen = after;
+        while page.items.is_empty() {
+            let remaining = deadline.saturating_duration_since(std::time::Instant::now());
+            match waiting.wait_past(seen, remaining).await {
+                Some(newest) => {
+                    seen = newest;
+                    page = read()?;
+                }
+                None => break,
             }
-            _ => break,
         }
     }
     let next_after = page.items.last().map_or(after, |e| e.position);

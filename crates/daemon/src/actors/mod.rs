@@ -15,8 +15,11 @@ pub use reader::Readers;
 pub use sweeper::{Sweep, Sweeper};
 pub use writer::{Close, Execute, Probe, Writer};
 
+use bindery_domain::AccountSid;
+
 use crate::clock::{Clock, SystemClock};
 use crate::delivery::{Deliver, DeliveryError, Dispatcher, LogTransport, Outcome, Push, Transport};
+use crate::feed::{FeedSubscription, FeedWaiters, WaitLimits, WaitRefused};
 use crate::metrics::Metrics;
 use crate::queries::ReadView;
 use crate::store::{self, Committed, Envelope, Store, StoreError, StoreOptions, WriteError};
@@ -37,6 +40,8 @@ pub struct DaemonOptions {
     pub stale_after: Duration,
     /// How often the sweeper looks for stale bindings.
     pub sweep_interval: Duration,
+    /// How many long-polls of the change feed may wait.
+    pub wait_limits: WaitLimits,
 }
 
 impl DaemonOptions {
@@ -52,6 +57,7 @@ impl DaemonOptions {
             dispatchers: 4,
             stale_after: Duration::from_secs(60 * 24 * 60 * 60),
             sweep_interval: Duration::from_secs(60 * 60),
+            wait_limits: WaitLimits::default(),
         }
     }
 }
@@ -65,7 +71,9 @@ pub struct Daemon {
     metrics: Metrics,
     dispatcher: Addr<Dispatcher>,
     sweeper: Addr<Sweeper>,
-    positions: tokio::sync::watch::Receiver<i64>,
+    feed: Arc<FeedWaiters>,
+    /// Pushes one notify hands to the dispatchers at once.
+    fan_out: usize,
 }
 
 impl Daemon {
@@ -94,7 +102,8 @@ impl Daemon {
         let group_commit = options.group_commit;
         let writer_clock = clock.clone();
         let writer_metrics = metrics.clone();
-        let (position_sender, positions) = tokio::sync::watch::channel(store.log_position()?);
+        let feed = FeedWaiters::new(options.wait_limits, metrics.clone());
+        let writer_feed = feed.clone();
         checkpointer::start(&path, &options.store, &mut store)?;
         let writer = Writer::start_in_arbiter(&Arbiter::new().handle(), move |_| {
             Writer::new(
@@ -102,7 +111,7 @@ impl Daemon {
                 writer_clock,
                 writer_metrics,
                 group_commit,
-                position_sender,
+                writer_feed,
             )
         });
         let (transport, dispatch_metrics) = (options.transport.clone(), metrics.clone());
@@ -123,7 +132,8 @@ impl Daemon {
             metrics,
             dispatcher,
             sweeper,
-            positions,
+            feed,
+            fan_out: options.dispatchers.max(1),
         })
     }
 
@@ -163,6 +173,15 @@ impl Daemon {
 
     /// Hands one push to a dispatcher thread and waits for the transport's answer.
     pub async fn deliver(&self, push: Push) -> Outcome {
+        // Counted down however the wait ends, a caller that went away included.
+        struct InFlight<'a>(&'a prometheus::IntGauge);
+        impl Drop for InFlight<'_> {
+            fn drop(&mut self) {
+                self.0.dec();
+            }
+        }
+        self.metrics.deliveries_in_flight.inc();
+        let _counted = InFlight(&self.metrics.deliveries_in_flight);
         self.dispatcher
             .send(Deliver(push))
             .await
@@ -174,16 +193,15 @@ impl Daemon {
         self.sweeper.send(Sweep).await.unwrap_or(0)
     }
 
-    /// Waits until the log grows past `position`, or `timeout` passes; answers the newest
-    /// position if it grew.
-    pub async fn wait_past(&self, position: i64, timeout: Duration) -> Option<i64> {
-        let mut positions = self.positions.clone();
-        let newest =
-            match tokio::time::timeout(timeout, positions.wait_for(|&n| n > position)).await {
-                Ok(Ok(newest)) => Some(*newest),
-                _ => None,
-            };
-        newest
+    /// A place among the long-polls waiting for `account`'s events, if the limits leave one.
+    pub fn subscribe_feed(&self, account: AccountSid) -> Result<FeedSubscription, WaitRefused> {
+        self.feed.subscribe(account)
+    }
+
+    /// Pushes one notify hands to the dispatchers at once: as many as they have threads, so a
+    /// large fan-out queues in its own request, not as thousands of messages in their mailbox.
+    pub fn fan_out(&self) -> usize {
+        self.fan_out
     }
 
     /// Commits what is pending and closes the database cleanly.

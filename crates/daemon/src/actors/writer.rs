@@ -12,6 +12,7 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use crate::clock::Clock;
+use crate::feed::FeedWaiters;
 use crate::metrics::Metrics;
 use crate::store::{Committed, Envelope, Store, WriteError};
 
@@ -24,8 +25,8 @@ pub struct Writer {
     store: Store,
     clock: Arc<dyn Clock>,
     metrics: Metrics,
-    /// The newest log position, for long-polling readers of the change feed.
-    positions: tokio::sync::watch::Sender<i64>,
+    /// The long-polls of the change feed, woken by their account's events.
+    feed: Arc<FeedWaiters>,
     group_commit: bool,
     pending: Vec<(Envelope, Reply)>,
     flush_scheduled: bool,
@@ -37,13 +38,13 @@ impl Writer {
         clock: Arc<dyn Clock>,
         metrics: Metrics,
         group_commit: bool,
-        positions: tokio::sync::watch::Sender<i64>,
+        feed: Arc<FeedWaiters>,
     ) -> Self {
         Writer {
             store,
             clock,
             metrics,
-            positions,
+            feed,
             group_commit,
             pending: Vec::new(),
             flush_scheduled: false,
@@ -58,15 +59,8 @@ impl Writer {
             let started = std::time::Instant::now();
             let results = self.store.execute(&envelopes, self.clock.now());
             self.measure(started.elapsed(), &results);
-            let newest = results
-                .iter()
-                .flatten()
-                .filter_map(|c| c.events.last())
-                .map(|e| e.position)
-                .max();
-            if let Some(newest) = newest {
-                self.positions.send_replace(newest);
-            }
+            self.feed
+                .publish(results.iter().flatten().flat_map(|c| &c.events));
             for (reply, result) in replies.into_iter().zip(results) {
                 // A caller that went away (client disconnected) needs no answer; its write
                 // stands, as it would had the answer been lost on the wire.
