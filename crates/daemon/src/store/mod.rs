@@ -34,6 +34,8 @@ pub use health::MIN_FREE_BYTES;
 pub use idempotency::KEEP_SECONDS as IDEMPOTENCY_KEEP_SECONDS;
 pub use replay::{Difference, ImportReport};
 pub use schema::PROJECTION_TABLES;
+pub use transaction::read_transaction;
+pub use wal::checkpoint_passive;
 
 use crate::sids::MonotonicSids;
 

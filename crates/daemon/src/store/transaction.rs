@@ -1,4 +1,5 @@
-//! Transactions whose statements are prepared once per connection.
+//! Transactions whose statements are prepared once per connection: a command's savepoint
+//! inside the writer's batch, and a reader's read transaction.
 
 use rusqlite::Connection;
 
@@ -31,4 +32,24 @@ pub(super) fn in_savepoint<T>(
     run("ROLLBACK TO command")?;
     run("RELEASE command")?;
     Ok(result)
+}
+
+/// Runs `body` in a read transaction on a reader's connection, so that its queries see one
+/// snapshot and SQLite takes its read lock once. The statements are prepared once per
+/// connection, as for a savepoint.
+pub fn read_transaction<R>(
+    conn: &Connection,
+    body: impl FnOnce(&Connection) -> Result<R, StoreError>,
+) -> Result<R, StoreError> {
+    let statement = |sql: &str| conn.prepare_cached(sql).and_then(|mut s| s.execute([]));
+    statement("BEGIN")?;
+    let result = body(conn);
+    // Ending a read transaction loses nothing, whichever way it ends.
+    let ended = statement("COMMIT");
+    if ended.is_err() && !conn.is_autocommit() {
+        let _ = statement("ROLLBACK");
+    }
+    let value = result?;
+    ended?;
+    Ok(value)
 }

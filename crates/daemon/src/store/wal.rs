@@ -1,7 +1,16 @@
 //! The write-ahead log: the writer's commit hook, and checkpoints that copy the log into the
 //! database file.
 
+use rusqlite::Connection;
+
 use super::{Store, StoreError};
+
+/// Copies what it can of the WAL into the database file without waiting for the writer or
+/// the readers (the checkpointer's, on its own connection).
+pub fn checkpoint_passive(conn: &Connection) -> Result<(), StoreError> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+    Ok(())
+}
 
 impl Store {
     /// Calls `hook` after each commit with the log's size in pages, in place of SQLite's
