@@ -22,6 +22,7 @@ mod wal;
 
 use std::path::{Path, PathBuf};
 
+use bindery_domain::{EntityKind, Row};
 use rusqlite::{Connection, TransactionBehavior};
 
 pub use self::log::StoredEvent;
@@ -59,8 +60,9 @@ impl Store {
         })
     }
 
-    pub fn connection(&self) -> &Connection {
-        &self.conn
+    /// The projection row of `kind` with this SID, as the writer sees it now.
+    pub fn load_row(&self, kind: EntityKind, sid: &str) -> Result<Option<Row>, StoreError> {
+        Ok(rows::load(&self.conn, kind, sid)?)
     }
 
     pub fn log_position(&self) -> Result<i64, StoreError> {
