@@ -1,8 +1,9 @@
 //! The SQLite event store: one file in WAL mode holding the log and its projections.
 //!
-//! **Architecture invariant**: only this module writes SQL. Every accepted command appends its
-//! events and the projection rows they imply, with the checkpoint, in one transaction; a caller
-//! hears of success only after that transaction commits.
+//! **Architecture invariant**: only this module and `queries.rs` write SQL; the actors call the
+//! functions here. Every accepted command appends its events and the projection rows they
+//! imply, with the checkpoint, in one transaction; a caller hears of success only after that
+//! transaction commits.
 
 mod apply;
 mod batch;
