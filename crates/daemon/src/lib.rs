@@ -1,5 +1,6 @@
-//! Bindery's daemon: the SQLite event store with its projections, and the actors that own its
-//! connections (one writer, a pool of readers).
+//! Bindery's daemon: the SQLite event store with its projections, the actors around it (the
+//! writer, the checkpointer, the sweeper, the push dispatchers) and the pool of read-only
+//! connections that queries borrow.
 //!
 //! **Architecture invariant**: this crate knows nothing of HTTP or of Twilio's wire format.
 

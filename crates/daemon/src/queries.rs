@@ -1,4 +1,6 @@
-//! The read side: typed queries over the projections, run by the reader actors.
+//! The read side: typed queries over the projections. They run on the caller's own thread (an
+//! HTTP worker), on a read-only connection lent by `actors::Readers`, one read transaction per
+//! `Daemon::read`.
 
 use bindery_domain::*;
 use rusqlite::Connection;

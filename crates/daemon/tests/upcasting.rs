@@ -2,9 +2,9 @@
 //! v1) still imports, reads as the current shape, and exports unchanged: the log is never
 //! rewritten, only upcast as it is read. Events this Bindery cannot read are refused whole.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use bindery_daemon::store::{self, rows, ImportReport, PROJECTION_TABLES};
+use bindery_daemon::store::{self, ImportReport, PROJECTION_TABLES};
 use bindery_daemon::{Store, StoreError, StoreOptions};
 use bindery_domain::*;
 use tempfile::TempDir;
@@ -51,8 +51,14 @@ fn imported_fixture() -> EmptyStore {
     fresh
 }
 
+/// A read-only connection to the database, for assertions in SQL (the store does not lend its
+/// write connection).
+fn reader(path: &Path) -> rusqlite::Connection {
+    store::open_reader(path, StoreOptions::default().busy_timeout).unwrap()
+}
+
 fn binding_row(store: &Store) -> Binding {
-    match rows::load(store.connection(), EntityKind::Binding, BINDING).unwrap() {
+    match store.load_row(EntityKind::Binding, BINDING).unwrap() {
         Some(Row::Binding(binding)) => binding,
         other => panic!("expected the fixture's binding, found {other:?}"),
     }
@@ -93,9 +99,7 @@ fn a_v1_registration_reads_with_its_derived_endpoint_and_every_message_type() {
 #[test]
 fn the_log_keeps_the_v1_data_as_it_was_written() {
     let imported = imported_fixture();
-    let (version, data): (u32, String) = imported
-        .store
-        .connection()
+    let (version, data): (u32, String) = reader(&imported.path)
         .query_row(
             "SELECT schema_version, data FROM events WHERE stream = ?1",
             [BINDING],
@@ -177,10 +181,9 @@ fn refused_import(export: &str) -> String {
 
     assert_eq!(fresh.store.log_position().unwrap(), 0);
     assert_eq!(fresh.store.projection_position().unwrap(), 0);
+    let conn = reader(&fresh.path);
     for table in PROJECTION_TABLES {
-        let rows: i64 = fresh
-            .store
-            .connection()
+        let rows: i64 = conn
             .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
             .unwrap();
         assert_eq!(rows, 0, "the refused import left rows in {table}");

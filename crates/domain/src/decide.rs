@@ -101,99 +101,30 @@ impl<E> From<DomainError> for Refusal<E> {
 
 pub type Decided<E> = Result<Decision, Refusal<E>>;
 
-/// Decides `command` against `state`.
+/// Decides `command` against `state`: each command has its decision below.
 pub fn decide<S: State>(state: &S, ids: &mut impl NewSids, command: &Command) -> Decided<S::Error> {
     let mut d = Decider { state, ids };
     match command {
         Command::CreateAccount {
             friendly_name,
             auth_token_hash,
-        } => {
-            let sid: AccountSid = d.ids.new_sid();
-            Ok(single(
-                pending(
-                    sid,
-                    sid,
-                    None,
-                    Event::AccountCreated {
-                        friendly_name: friendly_name.clone(),
-                        auth_token_hash: *auth_token_hash,
-                    },
-                ),
-                true,
-            ))
-        }
+        } => d.create_account(friendly_name, auth_token_hash),
         Command::CreateApiKey {
             account,
             friendly_name,
             secret_hash,
-        } => {
-            d.account(account)?;
-            let sid: ApiKeySid = d.ids.new_sid();
-            Ok(single(
-                pending(
-                    sid,
-                    *account,
-                    None,
-                    Event::ApiKeyCreated {
-                        friendly_name: friendly_name.clone(),
-                        secret_hash: *secret_hash,
-                    },
-                ),
-                true,
-            ))
-        }
-        Command::RevokeApiKey { key } => {
-            let found = d.state.api_key(key).map_err(Refusal::State)?;
-            let found = found.ok_or(DomainError::ApiKeyNotFound(*key))?;
-            Ok(single(
-                pending(*key, found.account_sid, None, Event::ApiKeyRevoked {}),
-                false,
-            ))
-        }
+        } => d.create_api_key(account, friendly_name, secret_hash),
+        Command::RevokeApiKey { key } => d.revoke_api_key(key),
         Command::CreateService {
             account,
             friendly_name,
-        } => {
-            d.account(account)?;
-            let sid: ServiceSid = d.ids.new_sid();
-            Ok(single(
-                pending(
-                    sid,
-                    *account,
-                    Some(sid),
-                    Event::ServiceCreated {
-                        friendly_name: friendly_name.clone(),
-                        settings: ServiceSettings::default(),
-                    },
-                ),
-                true,
-            ))
-        }
+        } => d.create_service(account, friendly_name),
         Command::UpdateService {
             account,
             service,
             friendly_name,
             settings,
-        } => {
-            let current = d.service(account, service)?;
-            let settings = current
-                .settings
-                .merged(settings)
-                .map_err(DomainError::InvalidSettings)?;
-            Ok(single(
-                pending(
-                    *service,
-                    *account,
-                    Some(*service),
-                    Event::ServiceUpdated {
-                        friendly_name: friendly_name.clone().unwrap_or(current.friendly_name),
-                        settings,
-                    },
-                ),
-                false,
-            ))
-        }
+        } => d.update_service(account, service, friendly_name, settings),
         Command::DeleteService { account, service } => d.delete_service(account, service),
         Command::CreateCredential {
             account,
@@ -201,62 +132,18 @@ pub fn decide<S: State>(state: &S, ids: &mut impl NewSids, command: &Command) ->
             friendly_name,
             sandbox,
             secrets,
-        } => {
-            d.account(account)?;
-            let sid: CredentialSid = d.ids.new_sid();
-            Ok(single(
-                pending(
-                    sid,
-                    *account,
-                    None,
-                    Event::CredentialCreated {
-                        credential_type: *credential_type,
-                        friendly_name: friendly_name.clone(),
-                        sandbox: *sandbox,
-                        secrets: secrets.clone(),
-                    },
-                ),
-                true,
-            ))
-        }
+        } => d.create_credential(account, *credential_type, friendly_name, *sandbox, secrets),
         Command::UpdateCredential {
             account,
             credential,
             friendly_name,
             sandbox,
             secrets,
-        } => {
-            let current = d.credential(account, credential)?;
-            let keep = |new: &Option<String>, old: &Option<String>| new.clone().or(old.clone());
-            Ok(single(
-                pending(
-                    *credential,
-                    *account,
-                    None,
-                    Event::CredentialUpdated {
-                        friendly_name: keep(friendly_name, &current.friendly_name),
-                        sandbox: sandbox.or(current.sandbox),
-                        secrets: CredentialSecrets {
-                            certificate: keep(&secrets.certificate, &current.secrets.certificate),
-                            private_key: keep(&secrets.private_key, &current.secrets.private_key),
-                            api_key: keep(&secrets.api_key, &current.secrets.api_key),
-                            secret: keep(&secrets.secret, &current.secrets.secret),
-                        },
-                    },
-                ),
-                false,
-            ))
-        }
+        } => d.update_credential(account, credential, friendly_name, *sandbox, secrets),
         Command::DeleteCredential {
             account,
             credential,
-        } => {
-            d.credential(account, credential)?;
-            Ok(single(
-                pending(*credential, *account, None, Event::CredentialDeleted {}),
-                false,
-            ))
-        }
+        } => d.delete_credential(account, credential),
         Command::CreateUser {
             account,
             service,
@@ -264,31 +151,14 @@ pub fn decide<S: State>(state: &S, ids: &mut impl NewSids, command: &Command) ->
             friendly_name,
             attributes,
             role_sid,
-        } => {
-            d.service(account, service)?;
-            if d.state
-                .user_by_identity(service, identity)
-                .map_err(Refusal::State)?
-                .is_some()
-            {
-                return Err(DomainError::IdentityTaken(identity.as_str().to_owned()).into());
-            }
-            let sid: UserSid = d.ids.new_sid();
-            Ok(single(
-                pending(
-                    sid,
-                    *account,
-                    Some(*service),
-                    Event::UserCreated {
-                        identity: identity.clone(),
-                        friendly_name: friendly_name.clone(),
-                        attributes: attributes.clone(),
-                        role_sid: role_sid.clone(),
-                    },
-                ),
-                true,
-            ))
-        }
+        } => d.create_user(
+            account,
+            service,
+            identity,
+            friendly_name,
+            attributes,
+            role_sid,
+        ),
         Command::UpdateUser {
             account,
             service,
@@ -296,138 +166,27 @@ pub fn decide<S: State>(state: &S, ids: &mut impl NewSids, command: &Command) ->
             friendly_name,
             attributes,
             role_sid,
-        } => {
-            d.service(account, service)?;
-            let current = d.user(service, user)?;
-            Ok(single(
-                pending(
-                    current.sid,
-                    *account,
-                    Some(*service),
-                    Event::UserUpdated {
-                        friendly_name: friendly_name.clone().or(current.friendly_name),
-                        attributes: attributes.clone().or(current.attributes),
-                        role_sid: role_sid.clone().or(current.role_sid),
-                    },
-                ),
-                false,
-            ))
-        }
+        } => d.update_user(account, service, user, friendly_name, attributes, role_sid),
         Command::DeleteUser {
             account,
             service,
             user,
-        } => {
-            d.service(account, service)?;
-            let user = d.user(service, user)?;
-            let mut events = d.remove_bindings(
-                account,
-                service,
-                d.state
-                    .bindings_of_user(&user.sid)
-                    .map_err(Refusal::State)?,
-                BindingRemoval::UserDeleted,
-            );
-            events.push(pending(
-                user.sid,
-                *account,
-                Some(*service),
-                Event::UserDeleted {
-                    reason: UserRemoval::Api,
-                },
-            ));
-            Ok(Decision {
-                events,
-                subject: user.sid.to_string(),
-                created: false,
-            })
-        }
+        } => d.delete_user(account, service, user),
         Command::RegisterBinding(register) => d.register_binding(register),
         Command::ReportInvalidAddress {
             account,
             service,
             binding_type,
             address,
-        } => {
-            d.service(account, service)?;
-            let holder = d
-                .state
-                .binding_holding(service, *binding_type, address)
-                .map_err(Refusal::State)?;
-            let events = holder
-                .iter()
-                .map(|b| {
-                    pending(
-                        b.sid,
-                        *account,
-                        Some(*service),
-                        Event::BindingDeleted {
-                            reason: BindingRemoval::TokenInvalid,
-                        },
-                    )
-                })
-                .collect();
-            let subject = holder
-                .map(|b| b.sid.to_string())
-                .unwrap_or_else(|| service.to_string());
-            Ok(Decision {
-                events,
-                subject,
-                created: false,
-            })
-        }
-        Command::ExpireStale { older_than, limit } => {
-            let stale = d
-                .state
-                .stale_bindings(*older_than, *limit)
-                .map_err(Refusal::State)?;
-            let events = stale
-                .iter()
-                .map(|b| {
-                    pending(
-                        b.sid,
-                        b.account_sid,
-                        Some(b.service_sid),
-                        Event::BindingDeleted {
-                            reason: BindingRemoval::Expired,
-                        },
-                    )
-                })
-                .collect();
-            Ok(Decision {
-                events,
-                subject: String::new(),
-                created: false,
-            })
-        }
+        } => d.report_invalid_address(account, service, *binding_type, address),
+        Command::ExpireStale { older_than, limit } => d.expire_stale(*older_than, *limit),
         Command::DeleteBinding {
             account,
             service,
             user,
             binding,
             reason,
-        } => {
-            d.service(account, service)?;
-            // A missing user is reported before a missing binding, as the path reads.
-            let owner = user
-                .as_ref()
-                .map(|user| d.user(service, user))
-                .transpose()?;
-            let found = d.state.binding(binding).map_err(Refusal::State)?;
-            found
-                .filter(|b| b.service_sid == *service)
-                .filter(|b| owner.as_ref().is_none_or(|o| o.sid == b.user_sid))
-                .ok_or(DomainError::BindingNotFound(*binding))?;
-            Ok(single(
-                pending(
-                    *binding,
-                    *account,
-                    Some(*service),
-                    Event::BindingDeleted { reason: *reason },
-                ),
-                false,
-            ))
-        }
+        } => d.delete_binding(account, service, user, binding, *reason),
     }
 }
 
@@ -436,6 +195,8 @@ struct Decider<'a, S, I> {
     ids: &'a mut I,
 }
 
+/// What the decisions look up, each refused as missing when it is not there (or not the
+/// caller's).
 impl<S: State, I: NewSids> Decider<'_, S, I> {
     fn account(&self, sid: &AccountSid) -> Result<Account, Refusal<S::Error>> {
         let found = self.state.account(sid).map_err(Refusal::State)?;
@@ -476,27 +237,108 @@ impl<S: State, I: NewSids> Decider<'_, S, I> {
             .filter(|u| u.service_sid == *service)
             .ok_or_else(|| DomainError::UserNotFound(user.to_string()))?)
     }
+}
 
-    fn remove_bindings(
+/// Accounts and their API keys.
+impl<S: State, I: NewSids> Decider<'_, S, I> {
+    fn create_account(
+        &mut self,
+        friendly_name: &str,
+        auth_token_hash: &SecretHash,
+    ) -> Decided<S::Error> {
+        let sid: AccountSid = self.ids.new_sid();
+        Ok(single(
+            pending(
+                sid,
+                sid,
+                None,
+                Event::AccountCreated {
+                    friendly_name: friendly_name.to_owned(),
+                    auth_token_hash: *auth_token_hash,
+                },
+            ),
+            true,
+        ))
+    }
+
+    fn create_api_key(
+        &mut self,
+        account: &AccountSid,
+        friendly_name: &str,
+        secret_hash: &SecretHash,
+    ) -> Decided<S::Error> {
+        self.account(account)?;
+        let sid: ApiKeySid = self.ids.new_sid();
+        Ok(single(
+            pending(
+                sid,
+                *account,
+                None,
+                Event::ApiKeyCreated {
+                    friendly_name: friendly_name.to_owned(),
+                    secret_hash: *secret_hash,
+                },
+            ),
+            true,
+        ))
+    }
+
+    fn revoke_api_key(&self, key: &ApiKeySid) -> Decided<S::Error> {
+        let found = self.state.api_key(key).map_err(Refusal::State)?;
+        let found = found.ok_or(DomainError::ApiKeyNotFound(*key))?;
+        Ok(single(
+            pending(*key, found.account_sid, None, Event::ApiKeyRevoked {}),
+            false,
+        ))
+    }
+}
+
+/// Services.
+impl<S: State, I: NewSids> Decider<'_, S, I> {
+    fn create_service(&mut self, account: &AccountSid, friendly_name: &str) -> Decided<S::Error> {
+        self.account(account)?;
+        let sid: ServiceSid = self.ids.new_sid();
+        Ok(single(
+            pending(
+                sid,
+                *account,
+                Some(sid),
+                Event::ServiceCreated {
+                    friendly_name: friendly_name.to_owned(),
+                    settings: ServiceSettings::default(),
+                },
+            ),
+            true,
+        ))
+    }
+
+    fn update_service(
         &self,
         account: &AccountSid,
         service: &ServiceSid,
-        bindings: Vec<BindingSid>,
-        reason: BindingRemoval,
-    ) -> Vec<PendingEvent> {
-        bindings
-            .into_iter()
-            .map(|sid| {
-                pending(
-                    sid,
-                    *account,
-                    Some(*service),
-                    Event::BindingDeleted { reason },
-                )
-            })
-            .collect()
+        friendly_name: &Option<String>,
+        settings: &SettingsPatch,
+    ) -> Decided<S::Error> {
+        let current = self.service(account, service)?;
+        let settings = current
+            .settings
+            .merged(settings)
+            .map_err(DomainError::InvalidSettings)?;
+        Ok(single(
+            pending(
+                *service,
+                *account,
+                Some(*service),
+                Event::ServiceUpdated {
+                    friendly_name: friendly_name.clone().unwrap_or(current.friendly_name),
+                    settings,
+                },
+            ),
+            false,
+        ))
     }
 
+    /// Removes the service with every binding and user in it, bindings first.
     fn delete_service(&self, account: &AccountSid, service: &ServiceSid) -> Decided<S::Error> {
         self.service(account, service)?;
         let bindings = self
@@ -504,7 +346,7 @@ impl<S: State, I: NewSids> Decider<'_, S, I> {
             .bindings_of_service(service)
             .map_err(Refusal::State)?;
         let mut events =
-            self.remove_bindings(account, service, bindings, BindingRemoval::ServiceDeleted);
+            remove_bindings(account, service, bindings, BindingRemoval::ServiceDeleted);
         for user in self
             .state
             .users_of_service(service)
@@ -531,7 +373,181 @@ impl<S: State, I: NewSids> Decider<'_, S, I> {
             created: false,
         })
     }
+}
 
+/// Push credentials.
+impl<S: State, I: NewSids> Decider<'_, S, I> {
+    fn create_credential(
+        &mut self,
+        account: &AccountSid,
+        credential_type: BindingType,
+        friendly_name: &Option<String>,
+        sandbox: Option<bool>,
+        secrets: &CredentialSecrets,
+    ) -> Decided<S::Error> {
+        self.account(account)?;
+        let sid: CredentialSid = self.ids.new_sid();
+        Ok(single(
+            pending(
+                sid,
+                *account,
+                None,
+                Event::CredentialCreated {
+                    credential_type,
+                    friendly_name: friendly_name.clone(),
+                    sandbox,
+                    secrets: secrets.clone(),
+                },
+            ),
+            true,
+        ))
+    }
+
+    /// Fields given replace the stored ones; the others are kept.
+    fn update_credential(
+        &self,
+        account: &AccountSid,
+        credential: &CredentialSid,
+        friendly_name: &Option<String>,
+        sandbox: Option<bool>,
+        secrets: &CredentialSecrets,
+    ) -> Decided<S::Error> {
+        let current = self.credential(account, credential)?;
+        let keep = |new: &Option<String>, old: &Option<String>| new.clone().or(old.clone());
+        Ok(single(
+            pending(
+                *credential,
+                *account,
+                None,
+                Event::CredentialUpdated {
+                    friendly_name: keep(friendly_name, &current.friendly_name),
+                    sandbox: sandbox.or(current.sandbox),
+                    secrets: CredentialSecrets {
+                        certificate: keep(&secrets.certificate, &current.secrets.certificate),
+                        private_key: keep(&secrets.private_key, &current.secrets.private_key),
+                        api_key: keep(&secrets.api_key, &current.secrets.api_key),
+                        secret: keep(&secrets.secret, &current.secrets.secret),
+                    },
+                },
+            ),
+            false,
+        ))
+    }
+
+    fn delete_credential(
+        &self,
+        account: &AccountSid,
+        credential: &CredentialSid,
+    ) -> Decided<S::Error> {
+        self.credential(account, credential)?;
+        Ok(single(
+            pending(*credential, *account, None, Event::CredentialDeleted {}),
+            false,
+        ))
+    }
+}
+
+/// Users.
+impl<S: State, I: NewSids> Decider<'_, S, I> {
+    fn create_user(
+        &mut self,
+        account: &AccountSid,
+        service: &ServiceSid,
+        identity: &Identity,
+        friendly_name: &Option<String>,
+        attributes: &Option<Attributes>,
+        role_sid: &Option<String>,
+    ) -> Decided<S::Error> {
+        self.service(account, service)?;
+        if self
+            .state
+            .user_by_identity(service, identity)
+            .map_err(Refusal::State)?
+            .is_some()
+        {
+            return Err(DomainError::IdentityTaken(identity.as_str().to_owned()).into());
+        }
+        let sid: UserSid = self.ids.new_sid();
+        Ok(single(
+            pending(
+                sid,
+                *account,
+                Some(*service),
+                Event::UserCreated {
+                    identity: identity.clone(),
+                    friendly_name: friendly_name.clone(),
+                    attributes: attributes.clone(),
+                    role_sid: role_sid.clone(),
+                },
+            ),
+            true,
+        ))
+    }
+
+    /// Fields given replace the stored ones; the others are kept.
+    fn update_user(
+        &self,
+        account: &AccountSid,
+        service: &ServiceSid,
+        user: &UserRef,
+        friendly_name: &Option<String>,
+        attributes: &Option<Attributes>,
+        role_sid: &Option<String>,
+    ) -> Decided<S::Error> {
+        self.service(account, service)?;
+        let current = self.user(service, user)?;
+        Ok(single(
+            pending(
+                current.sid,
+                *account,
+                Some(*service),
+                Event::UserUpdated {
+                    friendly_name: friendly_name.clone().or(current.friendly_name),
+                    attributes: attributes.clone().or(current.attributes),
+                    role_sid: role_sid.clone().or(current.role_sid),
+                },
+            ),
+            false,
+        ))
+    }
+
+    /// Removes the user and, first, every binding it holds.
+    fn delete_user(
+        &self,
+        account: &AccountSid,
+        service: &ServiceSid,
+        user: &UserRef,
+    ) -> Decided<S::Error> {
+        self.service(account, service)?;
+        let user = self.user(service, user)?;
+        let mut events = remove_bindings(
+            account,
+            service,
+            self.state
+                .bindings_of_user(&user.sid)
+                .map_err(Refusal::State)?,
+            BindingRemoval::UserDeleted,
+        );
+        events.push(pending(
+            user.sid,
+            *account,
+            Some(*service),
+            Event::UserDeleted {
+                reason: UserRemoval::Api,
+            },
+        ));
+        Ok(Decision {
+            events,
+            subject: user.sid.to_string(),
+            created: false,
+        })
+    }
+}
+
+/// Bindings.
+impl<S: State, I: NewSids> Decider<'_, S, I> {
+    /// Registers a device: an upsert on (user, endpoint, binding type). A user named by a new
+    /// identity is created, and the address leaves any other binding of the service holding it.
     fn register_binding(&mut self, cmd: &RegisterBinding) -> Decided<S::Error> {
         let (account, service) = (&cmd.account, &cmd.service);
         self.service(account, service)?;
@@ -629,6 +645,120 @@ impl<S: State, I: NewSids> Decider<'_, S, I> {
             created,
         })
     }
+
+    /// A provider's verdict that an address is invalid: removes the binding of this service
+    /// and type holding it, if any (none is not a refusal: the verdict may arrive twice).
+    fn report_invalid_address(
+        &self,
+        account: &AccountSid,
+        service: &ServiceSid,
+        binding_type: BindingType,
+        address: &PushAddress,
+    ) -> Decided<S::Error> {
+        self.service(account, service)?;
+        let holder = self
+            .state
+            .binding_holding(service, binding_type, address)
+            .map_err(Refusal::State)?;
+        let events = holder
+            .iter()
+            .map(|b| {
+                pending(
+                    b.sid,
+                    *account,
+                    Some(*service),
+                    Event::BindingDeleted {
+                        reason: BindingRemoval::TokenInvalid,
+                    },
+                )
+            })
+            .collect();
+        let subject = holder
+            .map(|b| b.sid.to_string())
+            .unwrap_or_else(|| service.to_string());
+        Ok(Decision {
+            events,
+            subject,
+            created: false,
+        })
+    }
+
+    /// Removes up to `limit` bindings, of any account, not refreshed since `older_than`.
+    fn expire_stale(&self, older_than: Timestamp, limit: u32) -> Decided<S::Error> {
+        let stale = self
+            .state
+            .stale_bindings(older_than, limit)
+            .map_err(Refusal::State)?;
+        let events = stale
+            .iter()
+            .map(|b| {
+                pending(
+                    b.sid,
+                    b.account_sid,
+                    Some(b.service_sid),
+                    Event::BindingDeleted {
+                        reason: BindingRemoval::Expired,
+                    },
+                )
+            })
+            .collect();
+        Ok(Decision {
+            events,
+            subject: String::new(),
+            created: false,
+        })
+    }
+
+    /// Removes one binding of the service; through a user's path, only that user's.
+    fn delete_binding(
+        &self,
+        account: &AccountSid,
+        service: &ServiceSid,
+        user: &Option<UserRef>,
+        binding: &BindingSid,
+        reason: BindingRemoval,
+    ) -> Decided<S::Error> {
+        self.service(account, service)?;
+        // A missing user is reported before a missing binding, as the path reads.
+        let owner = user
+            .as_ref()
+            .map(|user| self.user(service, user))
+            .transpose()?;
+        let found = self.state.binding(binding).map_err(Refusal::State)?;
+        found
+            .filter(|b| b.service_sid == *service)
+            .filter(|b| owner.as_ref().is_none_or(|o| o.sid == b.user_sid))
+            .ok_or(DomainError::BindingNotFound(*binding))?;
+        Ok(single(
+            pending(
+                *binding,
+                *account,
+                Some(*service),
+                Event::BindingDeleted { reason },
+            ),
+            false,
+        ))
+    }
+}
+
+/// One `BindingDeleted` for each of `bindings`, for `reason`.
+fn remove_bindings(
+    account: &AccountSid,
+    service: &ServiceSid,
+    bindings: Vec<BindingSid>,
+    reason: BindingRemoval,
+) -> Vec<PendingEvent> {
+    bindings
+        .into_iter()
+        .map(|sid| {
+            pending(
+                sid,
+                *account,
+                Some(*service),
+                Event::BindingDeleted { reason },
+            )
+        })
+        .collect()
 }
 
 fn pending<K: SidKind>(

@@ -1,4 +1,5 @@
-//! Given/when/then tests of the decisions, against the in-memory model.
+//! Given/when/then tests of the decisions, against the in-memory model:
+//! `given(setup).when(command).then_expect_events(..)` (or `then_expect_error(..)`).
 
 use crate::memory::{CountingSids, MemoryState};
 use crate::*;
@@ -60,22 +61,71 @@ fn given(setup: &[fn(&World) -> Command]) -> World {
 }
 
 impl World {
-    fn when(&mut self, command: Command) -> Result<Decision, DomainError> {
-        self.state
+    /// Decides `command` (at 2000, after the setup's 1000) and, when accepted, applies it.
+    fn when(&mut self, command: Command) -> Then {
+        let before = self.state.clone();
+        let outcome = self
+            .state
             .execute(&mut self.ids, &command, Timestamp::from_unix(2_000))
             .map_err(|refusal| match refusal {
                 Refusal::Domain(e) => e,
                 Refusal::State(never) => match never {},
-            })
+            });
+        Then {
+            outcome,
+            unchanged: self.state == before,
+        }
     }
 }
 
-fn types(decision: &Decision) -> Vec<&'static str> {
-    decision
-        .events
-        .iter()
-        .map(|e| e.event.type_name())
-        .collect()
+/// What a command decided, for the `then_expect_*` assertions.
+#[must_use = "a decision is asserted with then_expect_*"]
+struct Then {
+    outcome: Result<Decision, DomainError>,
+    /// Whether the registry is as it was before the command.
+    unchanged: bool,
+}
+
+impl Then {
+    /// The command was accepted with exactly these events, in order; its decision, for more.
+    #[track_caller]
+    fn then_expect_events(self, expected: &[Event]) -> Decision {
+        let decision = self.accepted();
+        let events: Vec<&Event> = decision.events.iter().map(|e| &e.event).collect();
+        assert_eq!(events, expected.iter().collect::<Vec<_>>());
+        decision
+    }
+
+    /// As [`Then::then_expect_events`], by type only: for events that carry SIDs the command
+    /// has just made.
+    #[track_caller]
+    fn then_expect_event_types(self, expected: &[&str]) -> Decision {
+        let decision = self.accepted();
+        let types: Vec<&str> = decision
+            .events
+            .iter()
+            .map(|e| e.event.type_name())
+            .collect();
+        assert_eq!(types, expected);
+        decision
+    }
+
+    /// The command was refused with `expected`, and changed nothing.
+    #[track_caller]
+    fn then_expect_error(self, expected: DomainError) {
+        match self.outcome {
+            Ok(decision) => panic!("expected {expected:?}, the command was accepted: {decision:?}"),
+            Err(error) => assert_eq!(error, expected),
+        }
+        assert!(self.unchanged, "a refused command changed the registry");
+    }
+
+    #[track_caller]
+    fn accepted(self) -> Decision {
+        self.outcome.unwrap_or_else(|e| {
+            panic!("expected the command to be accepted, it was refused: {e:?}")
+        })
+    }
 }
 
 fn register(w: &World, identity: &str, endpoint: &str, address: &str) -> Command {
@@ -92,11 +142,16 @@ fn register(w: &World, identity: &str, endpoint: &str, address: &str) -> Command
     })
 }
 
+fn binding_deleted(reason: BindingRemoval) -> Event {
+    Event::BindingDeleted { reason }
+}
+
 #[test]
 fn first_registration_creates_the_user_and_the_binding() {
     let mut w = given(&[]);
-    let decision = w.when(register(&w, "alice", "phone", "tok-1")).unwrap();
-    assert_eq!(types(&decision), ["UserCreated", "BindingRegistered"]);
+    let decision = w
+        .when(register(&w, "alice", "phone", "tok-1"))
+        .then_expect_event_types(&["UserCreated", "BindingRegistered"]);
     assert!(decision.created);
     let binding = w.state.bindings().next().unwrap();
     assert_eq!(binding.identity.as_str(), "alice");
@@ -107,8 +162,13 @@ fn first_registration_creates_the_user_and_the_binding() {
 fn re_registration_updates_in_place_and_keeps_the_sid() {
     let mut w = given(&[|w| register(w, "alice", "phone", "tok-1")]);
     let sid = w.state.bindings().next().unwrap().sid;
-    let decision = w.when(register(&w, "alice", "phone", "tok-2")).unwrap();
-    assert_eq!(types(&decision), ["BindingUpdated"]);
+    let decision = w
+        .when(register(&w, "alice", "phone", "tok-2"))
+        .then_expect_events(&[Event::BindingUpdated {
+            address: PushAddress::parse("tok-2").unwrap(),
+            credential_sid: None,
+            message_types: MessageTypes::all(),
+        }]);
     assert!(!decision.created);
     assert_eq!(decision.subject, sid.to_string());
     let binding = w.state.bindings().next().unwrap();
@@ -122,11 +182,9 @@ fn re_registration_updates_in_place_and_keeps_the_sid() {
 fn an_address_moves_to_its_newest_registration() {
     let mut w = given(&[|w| register(w, "alice", "phone", "tok-1")]);
     let old = w.state.bindings().next().unwrap().sid;
-    let decision = w.when(register(&w, "bob", "phone", "tok-1")).unwrap();
-    assert_eq!(
-        types(&decision),
-        ["UserCreated", "BindingSuperseded", "BindingRegistered"]
-    );
+    let decision = w
+        .when(register(&w, "bob", "phone", "tok-1"))
+        .then_expect_event_types(&["UserCreated", "BindingSuperseded", "BindingRegistered"]);
     assert_eq!(decision.events[1].stream, old.to_string());
     let left: Vec<_> = w
         .state
@@ -142,13 +200,11 @@ fn the_binding_limit_counts_a_device_being_superseded_as_freed() {
         |w| register(w, "alice", "phone", "tok-1"),
         |w| register(w, "alice", "tablet", "tok-2"),
     ]);
-    assert_eq!(
-        w.when(register(&w, "alice", "laptop", "tok-3")),
-        Err(DomainError::BindingLimit { limit: 2 })
-    );
+    w.when(register(&w, "alice", "laptop", "tok-3"))
+        .then_expect_error(DomainError::BindingLimit { limit: 2 });
     // Moving tok-2 to a new endpoint of the same user frees the old one first.
-    let decision = w.when(register(&w, "alice", "laptop", "tok-2")).unwrap();
-    assert_eq!(types(&decision), ["BindingSuperseded", "BindingRegistered"]);
+    w.when(register(&w, "alice", "laptop", "tok-2"))
+        .then_expect_event_types(&["BindingSuperseded", "BindingRegistered"]);
 }
 
 #[test]
@@ -158,21 +214,18 @@ fn deleting_a_user_removes_their_bindings_with_a_reason() {
         |w| register(w, "alice", "tablet", "tok-2"),
         |w| register(w, "bob", "phone", "tok-3"),
     ]);
-    let decision = w
-        .when(Command::DeleteUser {
-            account: w.account,
-            service: w.service,
-            user: UserRef::parse("alice").unwrap(),
-        })
-        .unwrap();
-    assert_eq!(
-        types(&decision),
-        ["BindingDeleted", "BindingDeleted", "UserDeleted"]
-    );
-    assert!(decision.events.iter().take(2).all(|e| e.event
-        == Event::BindingDeleted {
-            reason: BindingRemoval::UserDeleted
-        }));
+    w.when(Command::DeleteUser {
+        account: w.account,
+        service: w.service,
+        user: UserRef::parse("alice").unwrap(),
+    })
+    .then_expect_events(&[
+        binding_deleted(BindingRemoval::UserDeleted),
+        binding_deleted(BindingRemoval::UserDeleted),
+        Event::UserDeleted {
+            reason: UserRemoval::Api,
+        },
+    ]);
     assert!(w.state.bindings().all(|b| b.identity.as_str() == "bob"));
     assert!(w.state.users().all(|u| u.identity.as_str() == "bob"));
 }
@@ -180,16 +233,17 @@ fn deleting_a_user_removes_their_bindings_with_a_reason() {
 #[test]
 fn deleting_a_service_removes_everything_in_it() {
     let mut w = given(&[|w| register(w, "alice", "phone", "tok-1")]);
-    let decision = w
-        .when(Command::DeleteService {
-            account: w.account,
-            service: w.service,
-        })
-        .unwrap();
-    assert_eq!(
-        types(&decision),
-        ["BindingDeleted", "UserDeleted", "ServiceDeleted"]
-    );
+    w.when(Command::DeleteService {
+        account: w.account,
+        service: w.service,
+    })
+    .then_expect_events(&[
+        binding_deleted(BindingRemoval::ServiceDeleted),
+        Event::UserDeleted {
+            reason: UserRemoval::ServiceDeleted,
+        },
+        Event::ServiceDeleted {},
+    ]);
     assert_eq!(w.state.bindings().count() + w.state.users().count(), 0);
 }
 
@@ -201,10 +255,9 @@ fn another_accounts_service_is_not_found() {
     if let Command::RegisterBinding(r) = &mut command {
         r.account = other;
     }
-    assert_eq!(
-        w.when(command),
-        Err(DomainError::ServiceNotFound(w.service))
-    );
+    let service = w.service;
+    w.when(command)
+        .then_expect_error(DomainError::ServiceNotFound(service));
 }
 
 #[test]
@@ -218,10 +271,8 @@ fn an_identity_is_taken_once_per_service() {
         role_sid: None,
     };
     let mut w = given(&[create]);
-    assert_eq!(
-        w.when(create(&w)),
-        Err(DomainError::IdentityTaken("alice".into()))
-    );
+    w.when(create(&w))
+        .then_expect_error(DomainError::IdentityTaken("alice".into()));
 }
 
 #[test]
@@ -236,16 +287,17 @@ fn a_binding_is_deleted_only_through_its_own_user() {
         .find(|b| b.identity.as_str() == "alice")
         .unwrap()
         .sid;
-    let delete = |user: &str| Command::DeleteBinding {
+    let delete = |w: &World, user: &str| Command::DeleteBinding {
         account: w.account,
         service: w.service,
         user: Some(UserRef::parse(user).unwrap()),
         binding: alices,
         reason: BindingRemoval::Api,
     };
-    let (as_bob, as_alice) = (delete("bob"), delete("alice"));
-    assert_eq!(w.when(as_bob), Err(DomainError::BindingNotFound(alices)));
-    assert_eq!(types(&w.when(as_alice).unwrap()), ["BindingDeleted"]);
+    w.when(delete(&w, "bob"))
+        .then_expect_error(DomainError::BindingNotFound(alices));
+    w.when(delete(&w, "alice"))
+        .then_expect_events(&[binding_deleted(BindingRemoval::Api)]);
 }
 
 #[test]
@@ -256,15 +308,59 @@ fn a_registration_naming_an_unknown_credential_is_refused() {
     if let Command::RegisterBinding(r) = &mut command {
         r.credential = Some(missing);
     }
-    assert_eq!(
-        w.when(command),
-        Err(DomainError::CredentialNotFound(missing))
-    );
-    assert_eq!(
-        w.state.users().count(),
-        0,
-        "a refused command changes nothing"
-    );
+    // Nothing of it is kept, not even the user it would have created.
+    w.when(command)
+        .then_expect_error(DomainError::CredentialNotFound(missing));
+}
+
+#[test]
+fn revoking_an_unknown_api_key_is_refused() {
+    let mut w = given(&[]);
+    let missing = ApiKeySid::from_bytes([5; 16]);
+    w.when(Command::RevokeApiKey { key: missing })
+        .then_expect_error(DomainError::ApiKeyNotFound(missing));
+}
+
+#[test]
+fn a_credential_update_keeps_the_fields_it_does_not_name() {
+    let mut w = given(&[|w| Command::CreateCredential {
+        account: w.account,
+        credential_type: BindingType::Fcm,
+        friendly_name: Some("android".into()),
+        sandbox: Some(true),
+        secrets: CredentialSecrets {
+            secret: Some("server key".into()),
+            ..CredentialSecrets::default()
+        },
+    }]);
+    let credential = w
+        .state
+        .rows
+        .values()
+        .find_map(|row| match row {
+            Row::Credential(c) => Some(c.sid),
+            _ => None,
+        })
+        .unwrap();
+    w.when(Command::UpdateCredential {
+        account: w.account,
+        credential,
+        friendly_name: None,
+        sandbox: None,
+        secrets: CredentialSecrets {
+            api_key: Some("new key".into()),
+            ..CredentialSecrets::default()
+        },
+    })
+    .then_expect_events(&[Event::CredentialUpdated {
+        friendly_name: Some("android".into()),
+        sandbox: Some(true),
+        secrets: CredentialSecrets {
+            api_key: Some("new key".into()),
+            secret: Some("server key".into()),
+            ..CredentialSecrets::default()
+        },
+    }]);
 }
 
 #[test]
@@ -301,25 +397,14 @@ fn an_invalid_address_report_removes_the_binding_holding_it_and_nothing_else() {
         binding_type,
         address: PushAddress::parse(address).unwrap(),
     };
-    let decision = w.when(report(&w, "tok-1", BindingType::Apn)).unwrap();
-    assert_eq!(
-        decision.events.iter().map(|e| &e.event).collect::<Vec<_>>(),
-        [&Event::BindingDeleted {
-            reason: BindingRemoval::TokenInvalid
-        }]
-    );
-    assert!(w
-        .when(report(&w, "tok-1", BindingType::Apn))
-        .unwrap()
-        .events
-        .is_empty());
-    assert!(
-        w.when(report(&w, "tok-2", BindingType::Fcm))
-            .unwrap()
-            .events
-            .is_empty(),
-        "type counts"
-    );
+    w.when(report(&w, "tok-1", BindingType::Apn))
+        .then_expect_events(&[binding_deleted(BindingRemoval::TokenInvalid)]);
+    // Reported again, the address is held by no binding: nothing to remove.
+    w.when(report(&w, "tok-1", BindingType::Apn))
+        .then_expect_events(&[]);
+    // The type counts: tok-2 is held by an APN binding, not an FCM one.
+    w.when(report(&w, "tok-2", BindingType::Fcm))
+        .then_expect_events(&[]);
     let left: Vec<_> = w
         .state
         .bindings()
@@ -335,19 +420,13 @@ fn expiry_removes_only_bindings_not_refreshed_since_the_cutoff() {
         |w| register(w, "alice", "phone", "tok-1"),
         |w| register(w, "alice", "tablet", "tok-2"),
     ]);
-    w.when(register(&w, "alice", "tablet", "tok-2")).unwrap();
-    let decision = w
-        .when(Command::ExpireStale {
-            older_than: Timestamp::from_unix(1_500),
-            limit: 10,
-        })
-        .unwrap();
-    assert_eq!(
-        decision.events.iter().map(|e| &e.event).collect::<Vec<_>>(),
-        [&Event::BindingDeleted {
-            reason: BindingRemoval::Expired
-        }]
-    );
+    w.when(register(&w, "alice", "tablet", "tok-2"))
+        .then_expect_event_types(&["BindingUpdated"]);
+    w.when(Command::ExpireStale {
+        older_than: Timestamp::from_unix(1_500),
+        limit: 10,
+    })
+    .then_expect_events(&[binding_deleted(BindingRemoval::Expired)]);
     let left: Vec<_> = w
         .state
         .bindings()

@@ -44,10 +44,7 @@ impl Handler<Checkpoint> for Checkpointer {
     fn handle(&mut self, _: Checkpoint, _: &mut Self::Context) {
         // Asks from now on come after this checkpoint began, so none is lost.
         self.asked.store(false, Ordering::SeqCst);
-        if let Err(e) = self
-            .conn
-            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-        {
+        if let Err(e) = store::checkpoint_passive(&self.conn) {
             // A full disk or a busy database: the next commit asks again.
             tracing::debug!(error = %e, "checkpoint failed");
         }

@@ -46,7 +46,7 @@ impl Readers {
             Some(conn) => conn,
             None => store::open_reader(&self.path, self.busy_timeout)?,
         };
-        let result = in_transaction(&conn, query);
+        let result = store::read_transaction(&conn, |conn| query(&ReadView::new(conn)));
         // One left inside a transaction (ending it failed) would keep its snapshot: not lent
         // again.
         if conn.is_autocommit() {
@@ -59,21 +59,4 @@ impl Readers {
         // A query that panicked held no lock: the list itself is always whole.
         self.idle.lock().unwrap_or_else(|e| e.into_inner())
     }
-}
-
-fn in_transaction<F, R>(conn: &Connection, query: F) -> Result<R, StoreError>
-where
-    F: FnOnce(&ReadView) -> Result<R, StoreError>,
-{
-    let statement = |sql: &str| conn.prepare_cached(sql).and_then(|mut s| s.execute([]));
-    statement("BEGIN")?;
-    let result = query(&ReadView::new(conn));
-    // Ending a read transaction loses nothing, whichever way it ends.
-    let ended = statement("COMMIT");
-    if ended.is_err() && !conn.is_autocommit() {
-        let _ = statement("ROLLBACK");
-    }
-    let value = result?;
-    ended?;
-    Ok(value)
 }

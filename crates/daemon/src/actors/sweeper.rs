@@ -1,6 +1,8 @@
-//! The sweeper: expires bindings not refreshed within `bindings.stale_after`. It re-arms
-//! itself every `interval` (as lldap's cleaner does) and can be asked to sweep now. The time
-//! comes from the daemon's clock, so tests move it instead of sleeping.
+//! The sweeper: expires bindings not refreshed within `bindings.stale_after`. When it starts,
+//! it sets an interval timer that sends it a [`Sweep`] every `interval`; it can also be asked
+//! to sweep now (`Daemon::sweep`). A sweep asks the writer to expire [`BATCH`] bindings at a
+//! time until a batch finds none. The time comes from the daemon's clock, so tests move it
+//! instead of sleeping.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -8,7 +8,8 @@ use std::path::Path;
 use rusqlite::types::Value;
 use rusqlite::{Connection, TransactionBehavior};
 
-use super::{apply, log, schema, StoreError};
+use super::apply::apply;
+use super::{log, schema, StoreError};
 
 /// The newest SID in the log, as a number, so that new SIDs sort after every existing one.
 pub fn newest_sid(conn: &Connection) -> Result<Option<u128>, StoreError> {

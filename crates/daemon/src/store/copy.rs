@@ -1,0 +1,43 @@
+//! Copies of a database: a backup file, an export of the log as JSON lines, and an import of
+//! one into an empty store.
+
+use std::path::Path;
+
+use super::{replay, ImportReport, Store, StoreError, StoreOptions};
+use crate::sids::MonotonicSids;
+
+/// A consistent copy of the database at `path`, written to `target` (which must not exist),
+/// taken on a read-only connection while a server may be writing (`VACUUM INTO`).
+pub fn backup(path: &Path, target: &Path) -> Result<(), StoreError> {
+    if target.exists() {
+        return Err(StoreError::Refused(format!(
+            "{} already exists",
+            target.display()
+        )));
+    }
+    let target = target
+        .to_str()
+        .ok_or_else(|| StoreError::Refused(format!("{} is not a UTF-8 path", target.display())))?;
+    super::open_reader(path, StoreOptions::default().busy_timeout)?
+        .execute("VACUUM INTO ?1", [target])?;
+    Ok(())
+}
+
+/// Writes every event of the database at `path` as one JSON line, oldest first, from a
+/// read-only connection (so a backup on read-only media exports too).
+pub fn export(path: &Path, out: &mut dyn std::io::Write) -> Result<u64, StoreError> {
+    replay::export(
+        &super::open_reader(path, StoreOptions::default().busy_timeout)?,
+        out,
+    )
+}
+
+impl Store {
+    /// Reads an export into this store, which must hold no events, and builds the projections.
+    pub fn import(&mut self, input: &mut dyn std::io::BufRead) -> Result<ImportReport, StoreError> {
+        let report = replay::import(&mut self.conn, input)?;
+        // New SIDs must sort after the imported ones.
+        self.sids = MonotonicSids::after(replay::newest_sid(&self.conn)?);
+        Ok(report)
+    }
+}

@@ -1,0 +1,63 @@
+//! What goes wrong in the store, and what a caller of a write hears of it.
+
+use bindery_domain::{DomainError, ProjectionError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("the log is inconsistent at position {position}: {what}")]
+    Corrupt { position: i64, what: String },
+    #[error(transparent)]
+    Projection(#[from] ProjectionError),
+    #[error(
+        "the database was written by a newer Bindery ({found} migrations; this one knows {known})"
+    )]
+    TooNew { found: usize, known: usize },
+    #[error("{0}")]
+    Refused(String),
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl StoreError {
+    /// Whether the failure is the storage's (full disk, lock held too long, read-only file),
+    /// worth retrying later, rather than a fault in Bindery or its data.
+    pub fn is_unavailable(&self) -> bool {
+        use rusqlite::ErrorCode::*;
+        match self {
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.code,
+                DatabaseBusy | DatabaseLocked | DiskFull | ReadOnly | SystemIoFailure | CannotOpen
+            ),
+            StoreError::Io(_) => true,
+            _ => false,
+        }
+    }
+}
+
+/// Why a command did not commit.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WriteError {
+    #[error(transparent)]
+    Refused(#[from] DomainError),
+    /// The idempotency key was used within a day for a different request.
+    #[error("Idempotency-Key {0:?} was already used for a different request")]
+    KeyReused(String),
+    /// The storage cannot take writes now (disk full, locked, read-only); try again later.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// A fault in Bindery or its data; retrying will not help.
+    #[error("storage failed: {0}")]
+    Failed(String),
+}
+
+impl From<StoreError> for WriteError {
+    fn from(error: StoreError) -> Self {
+        if error.is_unavailable() {
+            WriteError::Unavailable(error.to_string())
+        } else {
+            WriteError::Failed(error.to_string())
+        }
+    }
+}
