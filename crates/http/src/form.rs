@@ -9,7 +9,7 @@ use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorKind};
 use crate::HttpSettings;
 
 #[derive(Debug, Clone, Default)]
@@ -127,20 +127,16 @@ impl FromRequest for FormBody {
         let body = web::Bytes::from_request(request, payload);
         let request = request.clone();
         Box::pin(async move {
-            let bytes = body.await.map_err(|e| {
-                let status = e.as_response_error().status_code();
-                ApiError::new(status, 20001, format!("Cannot read the request body: {e}"))
-            })?;
+            let bytes = body.await.map_err(|e| ApiError::unreadable_body(&e))?;
             if bytes.len() > limit {
-                return Err(too_large(limit));
+                return Err(ApiError::too_large(limit));
             }
             match content_type.as_deref() {
                 Some("application/x-www-form-urlencoded") => {}
                 None if bytes.is_empty() => {}
                 other => {
                     return Err(ApiError::new(
-                        actix_web::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                        20001,
+                        ErrorKind::UnsupportedMediaType,
                         format!(
                             "Content-Type must be application/x-www-form-urlencoded, not {}",
                             other.unwrap_or("(none)")
@@ -174,14 +170,6 @@ impl Fingerprint {
         hash.update(body);
         Fingerprint(format!("{:x}", hash.finalize()))
     }
-}
-
-pub fn too_large(limit: usize) -> ApiError {
-    ApiError::new(
-        actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
-        20001,
-        format!("The request body is larger than the limit of {limit} bytes"),
-    )
 }
 
 #[cfg(test)]

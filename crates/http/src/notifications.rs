@@ -10,7 +10,7 @@ use bindery_domain::*;
 use serde_json::{json, Value};
 
 use crate::api::{path_sid, Api};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorKind};
 use crate::form::FormBody;
 
 const FEEDBACK_REASONS: [&str; 3] = ["unregistered", "invalid", "expired"];
@@ -61,8 +61,7 @@ pub(crate) async fn notify(
         .collect::<Result<Vec<_>, _>>()?;
     if identities.is_empty() {
         return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            50204,
+            ErrorKind::IdentityMissing,
             "Identity is required",
         ));
     }
