@@ -19,6 +19,7 @@ mod lifecycle;
 mod logs;
 mod metrics;
 mod paging;
+mod paging_limits;
 mod registration;
 mod routes;
 mod services;
