@@ -13,6 +13,7 @@ mod desktop;
 mod error_kinds;
 mod errors;
 mod faults;
+mod form_validation;
 mod hostile;
 mod idempotency;
 mod lifecycle;
