@@ -19,6 +19,7 @@ mod idempotency;
 mod lifecycle;
 mod logs;
 mod metrics;
+mod notify_identities;
 mod paging;
 mod paging_limits;
 mod registration;
