@@ -10,7 +10,7 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use serde::Serialize;
 
 use crate::api::{path_sid, row_of, Api};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorKind};
 use crate::form::{query, FormBody, Params};
 use crate::paging::{envelope, Paging};
 use crate::users::user_path;
@@ -121,8 +121,7 @@ fn binding_types(values: Vec<&str>) -> Result<Vec<BindingType>, ApiError> {
 
 pub fn invalid_binding_type(value: &str) -> ApiError {
     ApiError::new(
-        actix_web::http::StatusCode::BAD_REQUEST,
-        50209,
+        ErrorKind::InvalidBindingType,
         format!(
             "BindingType {value:?} is not one of {}",
             BindingType::ALLOWED

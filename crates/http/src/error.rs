@@ -1,5 +1,8 @@
 //! The one place where every failure becomes a Twilio error body:
 //! `{"code", "message", "more_info", "status"}` with the matching HTTP status.
+//!
+//! Call sites say what went wrong, as an [`ErrorKind`]; only this file knows which HTTP
+//! status, Twilio code and `Retry-After` each kind answers with.
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
@@ -7,15 +10,103 @@ use bindery_daemon::{StoreError, WriteError};
 use bindery_domain::DomainError;
 use serde::Serialize;
 
+/// What went wrong, in the registry's words. Each kind answers one HTTP status and one
+/// Twilio code (see `status` and `code` below, and the table in CONTRACT.md §2.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// A parameter is malformed or not one the spec allows.
+    BadParameter,
+    /// Missing or wrong credentials.
+    Unauthorized,
+    /// No such resource (also another account's).
+    NotFound,
+    /// The path is served, but not under this method.
+    MethodNotAllowed,
+    /// A limit the request would pass, e.g. the bindings one user may hold.
+    LimitReached,
+    /// The body is larger than `http.body_limit`.
+    BodyTooLarge,
+    /// The body is not a form.
+    UnsupportedMediaType,
+    /// An `Idempotency-Key` used before with another request.
+    IdempotencyKeyReused,
+    /// Too many failed sign-ins from one address; retry after this many seconds.
+    TooManyFailures {
+        retry_after: u64,
+    },
+    ServiceNotFound,
+    UserNotFound,
+    /// A user with that identity already exists in the service.
+    IdentityTaken,
+    IdentityMissing,
+    IdentityLooksLikeUserSid,
+    IdentityTooLong,
+    InvalidBindingType,
+    /// Storage is unavailable for now (disk full, database locked).
+    Unavailable,
+    Internal,
+}
+
+impl ErrorKind {
+    pub fn status(self) -> StatusCode {
+        use ErrorKind::*;
+        match self {
+            BadParameter
+            | IdentityMissing
+            | IdentityLooksLikeUserSid
+            | IdentityTooLong
+            | InvalidBindingType => StatusCode::BAD_REQUEST,
+            Unauthorized => StatusCode::UNAUTHORIZED,
+            NotFound | ServiceNotFound | UserNotFound => StatusCode::NOT_FOUND,
+            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            LimitReached | IdentityTaken => StatusCode::CONFLICT,
+            BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            TooManyFailures { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Twilio's error code (`more_info` links to its page).
+    pub fn code(self) -> u32 {
+        use ErrorKind::*;
+        match self {
+            BadParameter | LimitReached | BodyTooLarge | UnsupportedMediaType
+            | IdempotencyKeyReused => 20001,
+            Unauthorized => 20003,
+            MethodNotAllowed => 20004,
+            NotFound => 20404,
+            TooManyFailures { .. } => 20429,
+            ServiceNotFound => 50050,
+            UserNotFound => 50200,
+            IdentityTaken => 50201,
+            IdentityMissing => 50204,
+            IdentityLooksLikeUserSid => 50206,
+            IdentityTooLong => 50207,
+            InvalidBindingType => 50209,
+            Unavailable => 503,
+            Internal => 500,
+        }
+    }
+
+    /// Seconds a client should wait before retrying, where waiting helps.
+    pub fn retry_after(self) -> Option<u64> {
+        match self {
+            ErrorKind::Unavailable => Some(1),
+            ErrorKind::TooManyFailures { retry_after } => Some(retry_after),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
-    pub status: StatusCode,
-    pub code: u32,
+    kind: ErrorKind,
     pub message: String,
-    /// Seconds a client should wait before retrying (503 only).
-    pub retry_after: Option<u64>,
     /// The methods a path does serve (405 only).
-    pub allow: Option<String>,
+    allow: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -27,40 +118,42 @@ struct Body<'a> {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: u32, message: impl Into<String>) -> Self {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         ApiError {
-            status,
-            code,
+            kind,
             message: message.into(),
-            retry_after: None,
             allow: None,
         }
     }
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+    pub fn status(&self) -> StatusCode {
+        self.kind.status()
+    }
+    pub fn code(&self) -> u32 {
+        self.kind.code()
+    }
     pub fn unauthorized() -> Self {
         Self::new(
-            StatusCode::UNAUTHORIZED,
-            20003,
+            ErrorKind::Unauthorized,
             "Authentication Error - invalid username",
         )
     }
     pub fn not_found(what: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, 20404, what)
+        Self::new(ErrorKind::NotFound, what)
     }
     pub fn bad_parameter(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, 20001, message)
+        Self::new(ErrorKind::BadParameter, message)
     }
     pub fn unavailable(message: impl Into<String>) -> Self {
-        ApiError {
-            retry_after: Some(1),
-            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, 503, message)
-        }
+        Self::new(ErrorKind::Unavailable, message)
     }
     pub fn method_not_allowed(method: &str, path: &str, allowed: Vec<String>) -> Self {
         ApiError {
             allow: Some(allowed.join(", ")),
             ..Self::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                20004,
+                ErrorKind::MethodNotAllowed,
                 format!(
                     "Method {method} not allowed on {path}; allowed: {}",
                     allowed.join(", ")
@@ -69,17 +162,28 @@ impl ApiError {
         }
     }
     pub fn too_many_failures(retry_after: u64) -> Self {
-        ApiError {
-            retry_after: Some(retry_after),
-            ..Self::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                20429,
-                "Too many failed sign-ins from this address; retry later",
-            )
-        }
+        Self::new(
+            ErrorKind::TooManyFailures { retry_after },
+            "Too many failed sign-ins from this address; retry later",
+        )
+    }
+    pub fn too_large(limit: usize) -> Self {
+        Self::new(
+            ErrorKind::BodyTooLarge,
+            format!("The request body is larger than the limit of {limit} bytes"),
+        )
+    }
+    /// actix could not read the body: too large for its limit, or cut short.
+    pub fn unreadable_body(error: &actix_web::Error) -> Self {
+        let kind = if error.as_response_error().status_code() == StatusCode::PAYLOAD_TOO_LARGE {
+            ErrorKind::BodyTooLarge
+        } else {
+            ErrorKind::BadParameter
+        };
+        Self::new(kind, format!("Cannot read the request body: {error}"))
     }
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, 500, message)
+        Self::new(ErrorKind::Internal, message)
     }
 }
 
@@ -88,8 +192,8 @@ impl std::fmt::Display for ApiError {
         write!(
             f,
             "{} {}: {}",
-            self.status.as_u16(),
-            self.code,
+            self.status().as_u16(),
+            self.code(),
             self.message
         )
     }
@@ -97,25 +201,26 @@ impl std::fmt::Display for ApiError {
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        self.status
+        self.status()
     }
 
     fn error_response(&self) -> HttpResponse {
-        let mut response = HttpResponse::build(self.status);
-        if self.status == StatusCode::UNAUTHORIZED {
+        let status = self.status();
+        let mut response = HttpResponse::build(status);
+        if self.kind == ErrorKind::Unauthorized {
             response.insert_header((header::WWW_AUTHENTICATE, "Basic realm=\"Bindery\""));
         }
         if let Some(allow) = &self.allow {
             response.insert_header((header::ALLOW, allow.as_str()));
         }
-        if let Some(seconds) = self.retry_after {
+        if let Some(seconds) = self.kind.retry_after() {
             response.insert_header((header::RETRY_AFTER, seconds.to_string()));
         }
         response.json(Body {
-            code: self.code,
+            code: self.code(),
             message: &self.message,
-            more_info: format!("https://www.twilio.com/docs/errors/{}", self.code),
-            status: self.status.as_u16(),
+            more_info: format!("https://www.twilio.com/docs/errors/{}", self.code()),
+            status: status.as_u16(),
         })
     }
 }
@@ -123,19 +228,20 @@ impl ResponseError for ApiError {
 impl From<DomainError> for ApiError {
     fn from(error: DomainError) -> Self {
         let message = error.to_string();
-        match error {
-            DomainError::ServiceNotFound(_) => Self::new(StatusCode::NOT_FOUND, 50050, message),
-            DomainError::UserNotFound(_) => Self::new(StatusCode::NOT_FOUND, 50200, message),
+        let kind = match error {
+            DomainError::ServiceNotFound(_) => ErrorKind::ServiceNotFound,
+            DomainError::UserNotFound(_) => ErrorKind::UserNotFound,
             DomainError::AccountNotFound(_)
             | DomainError::ApiKeyNotFound(_)
             | DomainError::CredentialNotFound(_)
-            | DomainError::BindingNotFound(_) => Self::not_found(message),
-            DomainError::IdentityTaken(_) => Self::new(StatusCode::CONFLICT, 50201, message),
-            DomainError::BindingLimit { .. } => Self::new(StatusCode::CONFLICT, 20001, message),
+            | DomainError::BindingNotFound(_) => ErrorKind::NotFound,
+            DomainError::IdentityTaken(_) => ErrorKind::IdentityTaken,
+            DomainError::BindingLimit { .. } => ErrorKind::LimitReached,
             DomainError::InvalidSettings(_) | DomainError::NoMessageTypes => {
-                Self::bad_parameter(message)
+                ErrorKind::BadParameter
             }
-        }
+        };
+        Self::new(kind, message)
     }
 }
 
@@ -144,7 +250,7 @@ impl From<WriteError> for ApiError {
         match error.clone() {
             WriteError::Refused(e) => e.into(),
             WriteError::KeyReused(_) => {
-                Self::new(StatusCode::UNPROCESSABLE_ENTITY, 20001, error.to_string())
+                Self::new(ErrorKind::IdempotencyKeyReused, error.to_string())
             }
             WriteError::Unavailable(message) => {
                 tracing::warn!(%message, "storage unavailable");
@@ -167,12 +273,12 @@ impl From<StoreError> for ApiError {
 impl From<bindery_domain::IdentityError> for ApiError {
     fn from(error: bindery_domain::IdentityError) -> Self {
         use bindery_domain::IdentityError::*;
-        let code = match error {
-            Missing => 50204,
-            LooksLikeUserSid(_) => 50206,
-            TooLong(_) => 50207,
+        let kind = match error {
+            Missing => ErrorKind::IdentityMissing,
+            LooksLikeUserSid(_) => ErrorKind::IdentityLooksLikeUserSid,
+            TooLong(_) => ErrorKind::IdentityTooLong,
         };
-        Self::new(StatusCode::BAD_REQUEST, code, error.to_string())
+        Self::new(kind, error.to_string())
     }
 }
 

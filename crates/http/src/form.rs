@@ -9,7 +9,7 @@ use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorKind};
 use crate::HttpSettings;
 
 #[derive(Debug, Clone, Default)]
@@ -90,9 +90,55 @@ impl Params {
         Ok(self.one(name)?.map(str::to_owned))
     }
 
+    /// A string the spec gives an `enum`: one of `allowed`, exactly. An empty value is let
+    /// through: it clears an optional field.
+    pub fn one_of(&self, name: &str, allowed: &[&str]) -> Result<Option<String>, ApiError> {
+        match self.one(name)? {
+            Some(v) if !v.is_empty() && !allowed.contains(&v) => Err(ApiError::bad_parameter(
+                format!("{name} {v:?} is not one of {}", allowed.join(", ")),
+            )),
+            v => Ok(v.map(str::to_owned)),
+        }
+    }
+
+    /// A string the spec gives `format: uri`: an absolute URI, with a scheme. An empty value
+    /// is let through: it clears an optional field. The value is kept as given.
+    pub fn uri(&self, name: &str) -> Result<Option<String>, ApiError> {
+        match self.one(name)? {
+            Some(v) if !v.is_empty() && !is_absolute_uri(v) => {
+                Err(ApiError::bad_parameter(format!(
+                    "{name} {v:?} is not an absolute URI with a scheme, such as \
+                     https://example.com/hook"
+                )))
+            }
+            v => Ok(v.map(str::to_owned)),
+        }
+    }
+
     pub fn contains(&self, name: &str) -> bool {
         !self.all(name).is_empty()
     }
+}
+
+/// Whether `text` is a URI as JSON Schema's `format: uri` means it: RFC 3986's `URI`, which
+/// has a scheme (a relative reference has none). The url crate checks the structure (scheme,
+/// authority, host, port); it parses as browsers do, so first refuse what RFC 3986 does and a
+/// browser forgives: spaces and controls (stripped or escaped), backslashes (read as
+/// slashes), other characters outside RFC 3986's set, non-ASCII, and a `%` not followed by
+/// two hex digits.
+pub fn is_absolute_uri(text: &str) -> bool {
+    const ALLOWED: &[u8] = b"-._~:/?#[]@!$&'()*+,;=%";
+    let bytes = text.as_bytes();
+    let characters = bytes
+        .iter()
+        .all(|b| b.is_ascii_alphanumeric() || ALLOWED.contains(b));
+    let escapes = bytes.iter().enumerate().all(|(i, b)| {
+        *b != b'%'
+            || bytes
+                .get(i + 1..i + 3)
+                .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+    });
+    characters && escapes && url::Url::parse(text).is_ok()
 }
 
 /// The query string's parameters.
@@ -127,20 +173,16 @@ impl FromRequest for FormBody {
         let body = web::Bytes::from_request(request, payload);
         let request = request.clone();
         Box::pin(async move {
-            let bytes = body.await.map_err(|e| {
-                let status = e.as_response_error().status_code();
-                ApiError::new(status, 20001, format!("Cannot read the request body: {e}"))
-            })?;
+            let bytes = body.await.map_err(|e| ApiError::unreadable_body(&e))?;
             if bytes.len() > limit {
-                return Err(too_large(limit));
+                return Err(ApiError::too_large(limit));
             }
             match content_type.as_deref() {
                 Some("application/x-www-form-urlencoded") => {}
                 None if bytes.is_empty() => {}
                 other => {
                     return Err(ApiError::new(
-                        actix_web::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                        20001,
+                        ErrorKind::UnsupportedMediaType,
                         format!(
                             "Content-Type must be application/x-www-form-urlencoded, not {}",
                             other.unwrap_or("(none)")
@@ -176,14 +218,6 @@ impl Fingerprint {
     }
 }
 
-pub fn too_large(limit: usize) -> ApiError {
-    ApiError::new(
-        actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
-        20001,
-        format!("The request body is larger than the limit of {limit} bytes"),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,5 +236,37 @@ mod tests {
         assert_eq!(p.one("A").unwrap(), Some("b c"));
         assert!(p.one("BindingType").is_err());
         assert!(Params::parse("X=maybe").unwrap().bool("X").is_err());
+    }
+
+    #[test]
+    fn absolute_uris_have_a_scheme_and_only_rfc_3986_characters() {
+        for good in [
+            "https://example.com/hook",
+            "http://127.0.0.1:8080/a/b?x=1&y=%20#top",
+            "http://[::1]/hook",
+            "urn:isbn:0451450523",
+            "mailto:ops@example.com",
+        ] {
+            assert!(is_absolute_uri(good), "{good}");
+        }
+        for bad in [
+            "",
+            "not a url",
+            "http//x",
+            "//example.com/hook",
+            "/hook",
+            "hook",
+            " https://example.com/",
+            "https://example.com/\n",
+            "https://exa mple.com/",
+            "https:\\\\example.com\\hook",
+            "https://example.com/%zz",
+            "https://example.com/%4",
+            "https://bücher.example/",
+            "https://example.com:99999/",
+            "1http://example.com/",
+        ] {
+            assert!(!is_absolute_uri(bad), "{bad:?}");
+        }
     }
 }

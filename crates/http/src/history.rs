@@ -39,7 +39,7 @@ async fn history_page(
     filter: EventFilter,
     missing: DomainError,
 ) -> Result<HttpResponse, ApiError> {
-    let paging = Paging::parse(&query(request)?, MAX_PAGE_SIZE)?;
+    let paging = Paging::parse_positions(&query(request)?, MAX_PAGE_SIZE)?;
     let page_request = paging.request.clone();
     let first = PageRequest {
         cursor: Cursor::Start,

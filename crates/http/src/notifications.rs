@@ -1,6 +1,8 @@
 //! [EXT] Provider feedback (`POST /v2/Services/{ServiceSid}/Bindings/Feedback`) and notify
 //! (`POST /v2/Services/{ServiceSid}/Notifications`).
 
+use std::collections::HashSet;
+
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use bindery_daemon::delivery::Outcome;
@@ -10,10 +12,33 @@ use bindery_domain::*;
 use serde_json::{json, Value};
 
 use crate::api::{path_sid, Api};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorKind};
 use crate::form::FormBody;
 
 const FEEDBACK_REASONS: [&str; 3] = ["unregistered", "invalid", "expired"];
+/// The most distinct identities one notify may name: each costs a lookup and a fan-out.
+pub const MAX_IDENTITIES: usize = 1000;
+
+/// The identities a notify names, each once, in the order first named: an identity named
+/// twice is still one user, to be pushed once.
+fn identities(values: Vec<&str>) -> Result<Vec<Identity>, ApiError> {
+    let mut seen = HashSet::new();
+    let mut identities = Vec::new();
+    for value in values {
+        let identity = Identity::parse(value)?;
+        if !seen.insert(value) {
+            continue;
+        }
+        if identities.len() == MAX_IDENTITIES {
+            return Err(ApiError::bad_parameter(format!(
+                "Identity names more than {MAX_IDENTITIES} identities; notify at most \
+                 {MAX_IDENTITIES} per request"
+            )));
+        }
+        identities.push(identity);
+    }
+    Ok(identities)
+}
 
 /// A sender reports a token the provider rejected: the binding holding it is removed with
 /// reason `token_invalid`. 204 whether or not one held it.
@@ -54,15 +79,10 @@ pub(crate) async fn notify(
     FormBody(form): FormBody,
 ) -> Result<HttpResponse, ApiError> {
     let service: ServiceSid = path_sid(&path)?;
-    let identities = form
-        .all("Identity")
-        .into_iter()
-        .map(Identity::parse)
-        .collect::<Result<Vec<_>, _>>()?;
+    let identities = identities(form.all("Identity"))?;
     if identities.is_empty() {
         return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            50204,
+            ErrorKind::IdentityMissing,
             "Identity is required",
         ));
     }

@@ -1,11 +1,12 @@
 //! `GET /openapi.json`: Bindery's own OpenAPI 3 document, built from the routes the server
 //! actually registers. Each served route takes its description from Twilio's spec for chat v2
-//! (the Twilio routes) or from `openapi/extensions.json` (Bindery's own); a served route with
-//! neither fails the test that builds the document, so the document cannot drift from the code.
+//! (`openapi/twilio_chat_v2.json`, the Twilio routes) or from `openapi/extensions.json`
+//! (Bindery's own); a served route with neither fails the test that builds the document, so
+//! the document cannot drift from the code. Both files live in this crate, which embeds them.
 
 use serde_json::{json, Map, Value};
 
-const TWILIO: &str = include_str!("../../../tests/contract/twilio_chat_v2.json");
+const TWILIO: &str = include_str!("../openapi/twilio_chat_v2.json");
 const EXTENSIONS: &str = include_str!("../openapi/extensions.json");
 
 /// The document for `served`, the (method, path template) pairs of [`crate::served_routes`].

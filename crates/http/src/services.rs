@@ -132,12 +132,17 @@ enum Kind {
     Bool,
     Count,
     Text,
+    /// `format: uri` in the spec.
+    Uri,
+    /// An `enum` in the spec: one of these values.
+    OneOf(&'static [&'static str]),
     RoleSid,
     TextList,
 }
 
 /// The service settings Twilio's update takes, as form names; the JSON path of each is its
-/// dotted name in snake_case.
+/// dotted name in snake_case. Each is checked as the spec's request body types it (`enum`
+/// and `format` included).
 const SETTINGS: &[(&str, Kind)] = &[
     ("DefaultServiceRoleSid", Kind::RoleSid),
     ("DefaultChannelRoleSid", Kind::RoleSid),
@@ -160,9 +165,9 @@ const SETTINGS: &[(&str, Kind)] = &[
     ("Notifications.InvitedToChannel.Enabled", Kind::Bool),
     ("Notifications.InvitedToChannel.Template", Kind::Text),
     ("Notifications.InvitedToChannel.Sound", Kind::Text),
-    ("PreWebhookUrl", Kind::Text),
-    ("PostWebhookUrl", Kind::Text),
-    ("WebhookMethod", Kind::Text),
+    ("PreWebhookUrl", Kind::Uri),
+    ("PostWebhookUrl", Kind::Uri),
+    ("WebhookMethod", Kind::OneOf(&["GET", "POST"])),
     ("WebhookFilters", Kind::TextList),
     ("Limits.ChannelMembers", Kind::Count),
     ("Limits.UserChannels", Kind::Count),
@@ -197,6 +202,8 @@ fn settings_patch(form: &Params) -> Result<SettingsPatch, ApiError> {
             Kind::Bool => json!(form.bool(name)?),
             Kind::Count => json!(form.u32(name)?),
             Kind::Text => json!(form.string(name)?),
+            Kind::Uri => json!(form.uri(name)?),
+            Kind::OneOf(allowed) => json!(form.one_of(name, allowed)?),
             Kind::TextList => json!(form.all(name)),
             Kind::RoleSid => {
                 let sid = form.string(name)?.unwrap_or_default();

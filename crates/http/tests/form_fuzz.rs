@@ -97,7 +97,7 @@ fn use_every_accessor(params: &Params, name: &str) -> Result<(), TestCaseError> 
         1 => prop_assert_eq!(one.clone(), Ok(Some(all[0].as_str()))),
         _ => {
             let error = one.clone().expect_err("a scalar given twice is malformed");
-            prop_assert_eq!((error.status.as_u16(), error.code), (400, 20001));
+            prop_assert_eq!((error.status().as_u16(), error.code()), (400, 20001));
         }
     }
     let string = params.string(name);
@@ -111,7 +111,7 @@ fn use_every_accessor(params: &Params, name: &str) -> Result<(), TestCaseError> 
     .into_iter()
     .flatten()
     {
-        prop_assert_eq!((error.status.as_u16(), error.code), (400, 20001));
+        prop_assert_eq!((error.status().as_u16(), error.code()), (400, 20001));
         prop_assert!(!error.message.is_empty());
     }
     if let Ok(Some(value)) = one {
@@ -192,7 +192,7 @@ proptest! {
                     }
                 }
             }
-            Err(error) => prop_assert_eq!((error.status.as_u16(), error.code), (400, 20001)),
+            Err(error) => prop_assert_eq!((error.status().as_u16(), error.code()), (400, 20001)),
         }
     }
 

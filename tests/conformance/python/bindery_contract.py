@@ -1,7 +1,7 @@
 """Checks every HTTP response the Twilio helper library receives against the wire contract.
 
 The source of truth is Twilio's OpenAPI 3.0 spec for chat v2, vendored at
-tests/contract/twilio_chat_v2.json, read with the rules of shared/CONTRACT.md:
+crates/http/openapi/twilio_chat_v2.json, read with the rules of shared/CONTRACT.md:
 
 * OpenAPI 3.0 `nullable: true` becomes JSON Schema `type: [T, "null"]` (and `null` joins an enum);
   a property without `nullable` (e.g. `typing_indicator_timeout`, `binding_type`) must not be null.
@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 import jsonschema
 
-SPEC_PATH = Path(__file__).resolve().parents[2] / "contract" / "twilio_chat_v2.json"
+SPEC_PATH = Path(__file__).resolve().parents[3] / "crates" / "http" / "openapi" / "twilio_chat_v2.json"
 
 DATE_TIME_RE = r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]Z$"
 URI_RE = r"^https?://[^\s/?#]+(/[^\s]*)?$"

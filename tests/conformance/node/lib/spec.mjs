@@ -1,5 +1,5 @@
 // Response validation against Twilio's OpenAPI document for Chat v2
-// (tests/contract/twilio_chat_v2.json, OpenAPI 3.0.1).
+// (crates/http/openapi/twilio_chat_v2.json, OpenAPI 3.0.1).
 //
 // OpenAPI 3.0 is not JSON Schema: `nullable: true` has no meaning to a JSON Schema validator and
 // `$ref`s point into `#/components/schemas`. So every response schema is converted once:
@@ -21,7 +21,7 @@ import Ajv from "ajv";
 import addFormats from "ajv-formats";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-export const SPEC_PATH = path.resolve(here, "../../../contract/twilio_chat_v2.json");
+export const SPEC_PATH = path.resolve(here, "../../../../crates/http/openapi/twilio_chat_v2.json");
 
 const STRICT_DATE_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$/;
 

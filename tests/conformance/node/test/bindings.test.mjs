@@ -1,8 +1,8 @@
 // Conformance: drive one real Bindery through Twilio's official Node helper library
 // (twilio 6.2.0, pinned in package.json) exactly as a chat backend would, with only the Chat base
 // URL changed (see lib/client.mjs). Every response body is validated against
-// tests/contract/twilio_chat_v2.json (see lib/spec.mjs); a test fails if any body it caused does not
-// conform.
+// crates/http/openapi/twilio_chat_v2.json (see lib/spec.mjs); a test fails if any body it caused
+// does not conform.
 import { test, before, after, afterEach } from "node:test";
 import assert from "node:assert/strict";
 import twilio from "twilio";
