@@ -1,7 +1,7 @@
 # Bindery: the two commands the README promises are `make run` and `make test`.
 CARGO ?= cargo
 
-.PHONY: run build test test-rust test-python test-node soak lint fmt
+.PHONY: run build setup deny test test-rust test-python test-node test-schemathesis soak lint fmt
 
 ## Run Bindery with the embedded SQLite default (./data), listening on 127.0.0.1:8080.
 run:
@@ -10,12 +10,23 @@ run:
 build:
 	$(CARGO) build --workspace --all-targets
 
-## Every test: unit, property and end-to-end tests in Rust, then the conformance suites that
-## drive Bindery through Twilio's own helper libraries (Python and Node).
-test: test-rust test-python test-node test-schemathesis
+## Every test, on a fresh Debian machine too: installs what is missing (tests/setup.sh), checks
+## the dependencies (cargo deny, offline advisories), then the unit, property and end-to-end
+## tests in Rust and the conformance suites that drive Bindery through Twilio's own helper
+## libraries (Python and Node).
+test: setup deny test-rust test-python test-node test-schemathesis
+
+## What the tests need and the machine lacks: Debian packages (as root), cargo-nextest,
+## cargo-deny, the RustSec advisory snapshot.
+setup:
+	tests/setup.sh
+
+## Advisories (against the offline RustSec snapshot), licenses, bans and sources.
+deny: setup
+	tests/deny.sh
 
 # tests/crash.rs SIGKILLs the release binary (BINDERY_CRASH_BIN overrides it): build it first.
-test-rust: build
+test-rust: setup build
 	$(CARGO) build --release --bin bindery
 	$(CARGO) nextest run --workspace --no-fail-fast
 
@@ -27,14 +38,14 @@ soak:
 	$(CARGO) build --release --bin bindery
 	BINDERY_CRASH_CYCLES=$(SOAK_CYCLES) $(CARGO) test --test e2e crash:: -- --nocapture
 
-test-python: build
+test-python: setup build
 	tests/conformance/python/run.sh
 
-test-node: build
+test-node: setup build
 	tests/conformance/node/run.sh
 
 ## Schemathesis against Bindery's own /openapi.json (thousands of generated requests).
-test-schemathesis: build
+test-schemathesis: setup build
 	tests/schemathesis/run.sh
 
 lint:

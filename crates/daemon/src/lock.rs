@@ -29,7 +29,7 @@ pub enum LockError {
         .0.display()
     )]
     Held(PathBuf),
-    #[error("cannot lock {}: {source}", .path.display())]
+    #[error("cannot lock {}", .path.display())]
     Io {
         path: PathBuf,
         source: std::io::Error,
@@ -45,13 +45,19 @@ impl DataDirLock {
             source,
         };
         std::fs::create_dir_all(data_dir).map_err(io)?;
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(io)?;
+        // Any open file takes the lock: an existing one is opened for reading, so that a data
+        // dir on a read-only file system can still be locked (and then refused by the store,
+        // with its own message).
+        let file = match File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .or_else(|_| File::open(&path))
+                .map_err(io)?,
+            Err(e) => return Err(io(e)),
+        };
         match file.try_lock() {
             Ok(()) => Ok(DataDirLock { _file: file }),
             Err(TryLockError::WouldBlock) => Err(LockError::Held(path)),

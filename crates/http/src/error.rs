@@ -34,6 +34,8 @@ pub enum ErrorKind {
     TooManyFailures {
         retry_after: u64,
     },
+    /// Too many long-polls of the change feed are waiting (for this account, or in all).
+    TooManyWaiting,
     ServiceNotFound,
     UserNotFound,
     /// A user with that identity already exists in the service.
@@ -63,7 +65,7 @@ impl ErrorKind {
             BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
-            TooManyFailures { .. } => StatusCode::TOO_MANY_REQUESTS,
+            TooManyFailures { .. } | TooManyWaiting => StatusCode::TOO_MANY_REQUESTS,
             Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -78,7 +80,7 @@ impl ErrorKind {
             Unauthorized => 20003,
             MethodNotAllowed => 20004,
             NotFound => 20404,
-            TooManyFailures { .. } => 20429,
+            TooManyFailures { .. } | TooManyWaiting => 20429,
             ServiceNotFound => 50050,
             UserNotFound => 50200,
             IdentityTaken => 50201,
@@ -94,7 +96,7 @@ impl ErrorKind {
     /// Seconds a client should wait before retrying, where waiting helps.
     pub fn retry_after(self) -> Option<u64> {
         match self {
-            ErrorKind::Unavailable => Some(1),
+            ErrorKind::Unavailable | ErrorKind::TooManyWaiting => Some(1),
             ErrorKind::TooManyFailures { retry_after } => Some(retry_after),
             _ => None,
         }
@@ -284,10 +286,7 @@ impl From<bindery_domain::IdentityError> for ApiError {
 
 impl From<bindery_daemon::feed::WaitRefused> for ApiError {
     fn from(error: bindery_daemon::feed::WaitRefused) -> Self {
-        ApiError {
-            retry_after: Some(1),
-            ..Self::new(StatusCode::TOO_MANY_REQUESTS, 20429, error.to_string())
-        }
+        Self::new(ErrorKind::TooManyWaiting, error.to_string())
     }
 }
 
