@@ -155,19 +155,22 @@ impl Daemon {
     /// Why the daemon cannot serve writes now, if it cannot: the database does not take the
     /// write lock, or the projections lag the log.
     pub async fn readiness(&self) -> Result<(), String> {
-        let writable = self.writer.send(Probe).await;
-        match writable {
+        // The reason is shown without authentication: it names no path (the log has them).
+        let failed = |what: &str, e: StoreError| {
+            tracing::warn!(error = %e, "not ready: the database is not {what}");
+            format!("the database is not {what}: {}", e.kind_of_failure())
+        };
+        match self.writer.send(Probe).await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(format!("the database is not writable: {e}")),
+            Ok(Err(e)) => return Err(failed("writable", e)),
             Err(_) => return Err("the writer is not running".into()),
         }
-        let positions = self.read(|view| view.positions());
-        match positions {
+        match self.read(|view| view.positions()) {
             Ok((projected, logged)) if projected == logged => Ok(()),
             Ok((projected, logged)) => Err(format!(
                 "projections at position {projected}, the log at {logged}"
             )),
-            Err(e) => Err(format!("the database is not readable: {e}")),
+            Err(e) => Err(failed("readable", e)),
         }
     }
 

@@ -21,6 +21,30 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// What is wrong, in words that name no path or query: for answers anyone may read
+    /// (`/readyz` is unauthenticated). The log has the error itself.
+    pub fn kind_of_failure(&self) -> &'static str {
+        use rusqlite::ErrorCode::*;
+        match self {
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => match e.code {
+                DatabaseBusy | DatabaseLocked => "another process holds the database's lock",
+                DiskFull => "the disk is full",
+                ReadOnly => "the database or its file system is read-only",
+                SystemIoFailure => "the file system failed a read or write",
+                CannotOpen => "the database file cannot be opened",
+                _ => "the database failed",
+            },
+            StoreError::Io(e) if e.kind() == std::io::ErrorKind::StorageFull => {
+                "the disk is (nearly) full"
+            }
+            StoreError::Io(_) => "the file system failed a read or write",
+            StoreError::Sqlite(_) => "the database failed",
+            StoreError::Corrupt { .. } | StoreError::Projection(_) => "the log is inconsistent",
+            StoreError::TooNew { .. } => "the database was written by a newer Bindery",
+            StoreError::Refused(_) => "the database refused",
+        }
+    }
+
     /// Whether the failure is the storage's (full disk, lock held too long, read-only file),
     /// worth retrying later, rather than a fault in Bindery or its data.
     pub fn is_unavailable(&self) -> bool {
