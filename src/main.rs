@@ -171,7 +171,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::Verify => {
             let path = existing_database(data_dir)?;
-            let differences = store::verify(&path)?;
+            let differences = store::verify(&path, &store_options)?;
             if differences.is_empty() {
                 eprintln!("verified: every projection row equals a replay of the log");
                 return Ok(ExitCode::SUCCESS);
@@ -186,11 +186,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Export => {
             let path = existing_database(data_dir)?;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            let count = store::export(&path, &mut out)?;
+            let count = store::export(&path, &mut out, &store_options)?;
             eprintln!("exported {count} events");
         }
         Cmd::Backup { to } => {
-            store::backup(&existing_database(data_dir)?, &to)?;
+            store::backup(&existing_database(data_dir)?, &to, &store_options)?;
             eprintln!("backed up to {}", to.display());
         }
         Cmd::Import { from } => {

@@ -175,7 +175,7 @@ fn gauges(daemon: &Daemon) -> [i64; 3] {
 /// Closes the daemon cleanly, then replays the log: every projection row must match.
 async fn shut_down_and_verify(daemon: &Daemon, dir: &Path) {
     daemon.shutdown().await.unwrap();
-    let differences = store::verify(&store::database_path(dir)).unwrap();
+    let differences = store::verify(&store::database_path(dir), &StoreOptions::default()).unwrap();
     assert!(
         differences.is_empty(),
         "the projections differ from a replay of the log:\n{}",

@@ -1139,7 +1139,7 @@ fn check(run: Run) -> Result<(), TestCaseError> {
         assert_same_projections(&worlds)?;
     }
 
-    let differences = store::verify(&worlds.path)?;
+    let differences = store::verify(&worlds.path, &StoreOptions::default())?;
     prop_assert!(
         differences.is_empty(),
         "the projections differ from a replay of the log:\n{}",

@@ -92,7 +92,7 @@ fn a_v1_registration_reads_with_its_derived_endpoint_and_every_message_type() {
     assert_eq!(binding.date_created, Timestamp::from_unix(REGISTERED_AT));
     assert_eq!(binding.date_updated, Timestamp::from_unix(REGISTERED_AT));
 
-    let differences = store::verify(&imported.path).unwrap();
+    let differences = store::verify(&imported.path, &StoreOptions::default()).unwrap();
     assert!(differences.is_empty(), "{differences:#?}");
 }
 
@@ -119,7 +119,7 @@ fn the_log_keeps_the_v1_data_as_it_was_written() {
 fn export_after_import_reproduces_the_fixture_byte_for_byte() {
     let imported = imported_fixture();
     let mut exported = Vec::new();
-    let count = store::export(&imported.path, &mut exported).unwrap();
+    let count = store::export(&imported.path, &mut exported, &StoreOptions::default()).unwrap();
     assert_eq!(count, 4);
     assert_eq!(String::from_utf8(exported).unwrap(), FIXTURE);
 }
@@ -156,7 +156,7 @@ fn the_same_device_registering_again_updates_its_v1_binding() {
         binding.date_updated,
         Timestamp::from_unix(REGISTERED_AT + 60)
     );
-    let differences = store::verify(&imported.path).unwrap();
+    let differences = store::verify(&imported.path, &StoreOptions::default()).unwrap();
     assert!(differences.is_empty(), "{differences:#?}");
 }
 

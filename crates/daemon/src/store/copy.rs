@@ -8,7 +8,7 @@ use crate::sids::MonotonicSids;
 
 /// A consistent copy of the database at `path`, written to `target` (which must not exist),
 /// taken on a read-only connection while a server may be writing (`VACUUM INTO`).
-pub fn backup(path: &Path, target: &Path) -> Result<(), StoreError> {
+pub fn backup(path: &Path, target: &Path, options: &StoreOptions) -> Result<(), StoreError> {
     if target.exists() {
         return Err(StoreError::Refused(format!(
             "{} already exists",
@@ -18,18 +18,18 @@ pub fn backup(path: &Path, target: &Path) -> Result<(), StoreError> {
     let target = target
         .to_str()
         .ok_or_else(|| StoreError::Refused(format!("{} is not a UTF-8 path", target.display())))?;
-    super::open_reader(path, StoreOptions::default().busy_timeout)?
-        .execute("VACUUM INTO ?1", [target])?;
+    super::open_reader(path, options.busy_timeout)?.execute("VACUUM INTO ?1", [target])?;
     Ok(())
 }
 
 /// Writes every event of the database at `path` as one JSON line, oldest first, from a
 /// read-only connection (so a backup on read-only media exports too).
-pub fn export(path: &Path, out: &mut dyn std::io::Write) -> Result<u64, StoreError> {
-    replay::export(
-        &super::open_reader(path, StoreOptions::default().busy_timeout)?,
-        out,
-    )
+pub fn export(
+    path: &Path,
+    out: &mut dyn std::io::Write,
+    options: &StoreOptions,
+) -> Result<u64, StoreError> {
+    replay::export(&super::open_reader(path, options.busy_timeout)?, out)
 }
 
 impl Store {

@@ -88,6 +88,6 @@ impl Store {
 
 /// Verifies the database at `path`: replays its log into a scratch database and compares every
 /// projection row with the live one.
-pub fn verify(path: &Path) -> Result<Vec<Difference>, StoreError> {
-    replay::verify(path)
+pub fn verify(path: &Path, options: &StoreOptions) -> Result<Vec<Difference>, StoreError> {
+    replay::verify(path, options.busy_timeout)
 }

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io::{BufRead, Write};
 use std::path::Path;
+use std::time::Duration;
 
 use rusqlite::types::Value;
 use rusqlite::{Connection, TransactionBehavior};
@@ -148,27 +149,27 @@ fn show(column: &str, value: &Value) -> String {
     }
 }
 
-pub fn verify(path: &Path) -> Result<Vec<Difference>, StoreError> {
-    let live = super::open_reader(path, std::time::Duration::from_secs(5))?;
-    // Read the log and the projections as of one moment, even while a server writes.
-    live.execute_batch("BEGIN")?;
+pub fn verify(path: &Path, busy_timeout: Duration) -> Result<Vec<Difference>, StoreError> {
+    let live = super::open_reader(path, busy_timeout)?;
     let mut scratch = Connection::open_in_memory()?;
     schema::migrate(&mut scratch)?;
     let tx = scratch.transaction()?;
-    replay_into(&live, &tx)?;
-    let mut differences = Vec::new();
-    for table in schema::PROJECTION_TABLES {
-        compare_table(&live, &tx, table, &mut differences)?;
-    }
-    let (live_checkpoint, replayed) = (log::checkpoint(&live)?, log::last_position(&live)?);
-    if live_checkpoint != replayed {
-        differences.push(Difference::Checkpoint {
-            live: live_checkpoint,
-            replayed,
-        });
-    }
-    live.execute_batch("COMMIT")?;
-    Ok(differences)
+    // Read the log and the projections as of one moment, even while a server writes.
+    super::read_transaction(&live, |live| {
+        replay_into(live, &tx)?;
+        let mut differences = Vec::new();
+        for table in schema::PROJECTION_TABLES {
+            compare_table(live, &tx, table, &mut differences)?;
+        }
+        let (live_checkpoint, replayed) = (log::checkpoint(live)?, log::last_position(live)?);
+        if live_checkpoint != replayed {
+            differences.push(Difference::Checkpoint {
+                live: live_checkpoint,
+                replayed,
+            });
+        }
+        Ok(differences)
+    })
 }
 
 /// Walks both tables in SID order side by side, so memory stays flat however large they are.
