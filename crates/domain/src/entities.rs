@@ -255,6 +255,22 @@ pub enum Row {
     Binding(Binding),
 }
 
+/// `Service::try_from(row)` and the like: the row as one kind of entity, or the row back.
+macro_rules! row_variants {
+    ($($variant:ident),*) => {$(
+        impl TryFrom<Row> for $variant {
+            type Error = Row;
+            fn try_from(row: Row) -> Result<Self, Row> {
+                match row {
+                    Row::$variant(entity) => Ok(entity),
+                    other => Err(other),
+                }
+            }
+        }
+    )*};
+}
+row_variants!(Account, ApiKey, Service, Credential, User, Binding);
+
 impl Row {
     pub fn kind(&self) -> EntityKind {
         match self {

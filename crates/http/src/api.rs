@@ -158,12 +158,22 @@ impl Api {
     }
 }
 
-/// The subject row of a command that cannot have removed it.
-pub fn row_of(committed: &Committed) -> Result<Row, ApiError> {
-    committed
+/// The subject of a command that cannot have removed it, as the entity it must be.
+pub fn subject<E: TryFrom<Row, Error = Row>>(committed: &Committed) -> Result<E, ApiError> {
+    let row = committed
         .row
         .clone()
-        .ok_or_else(|| ApiError::internal("the command left no row"))
+        .ok_or_else(|| ApiError::internal("the command left no row"))?;
+    E::try_from(row).map_err(|other| {
+        ApiError::internal(format!(
+            "expected a {}, got {:?}",
+            std::any::type_name::<E>()
+                .rsplit("::")
+                .next()
+                .unwrap_or("row"),
+            other.kind()
+        ))
+    })
 }
 
 /// A SID from a path segment; one of the wrong shape names nothing, so it is not found.

@@ -9,7 +9,7 @@ use bindery_domain::*;
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use serde::Serialize;
 
-use crate::api::{path_sid, row_of, Api};
+use crate::api::{path_sid, subject, Api};
 use crate::error::{ApiError, ErrorKind};
 use crate::form::{query, FormBody, Params};
 use crate::paging::{envelope, Paging};
@@ -350,9 +350,7 @@ pub(crate) async fn register(
     });
     let origin = api.origin.clone();
     api.commit(command, move |committed| {
-        let Row::Binding(binding) = row_of(committed)? else {
-            return Err(ApiError::internal("a registration left no binding"));
-        };
+        let binding: Binding = subject(committed)?;
         let status = if committed.created {
             StatusCode::CREATED
         } else {

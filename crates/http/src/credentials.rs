@@ -6,7 +6,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use bindery_domain::*;
 use serde_json::{json, Value};
 
-use crate::api::{found, path_sid, row_of, Api};
+use crate::api::{found, path_sid, subject, Api};
 use crate::error::ApiError;
 use crate::form::{query, FormBody, Params};
 use crate::paging::{envelope, Paging};
@@ -26,16 +26,6 @@ pub fn render(credential: &Credential, origin: &str) -> Value {
         "date_updated": credential.date_updated.to_string(),
         "url": format!("{origin}/v2/Credentials/{}", credential.sid),
     })
-}
-
-fn credential_of(row: Row) -> Result<Credential, ApiError> {
-    match row {
-        Row::Credential(credential) => Ok(credential),
-        other => Err(ApiError::internal(format!(
-            "expected a credential, got {:?}",
-            other.kind()
-        ))),
-    }
 }
 
 struct CredentialFields {
@@ -103,7 +93,7 @@ pub(crate) async fn create(api: Api, FormBody(form): FormBody) -> Result<HttpRes
     api.commit(command, move |c| {
         Ok((
             StatusCode::CREATED,
-            render(&credential_of(row_of(c)?)?, &origin),
+            render(&subject::<Credential>(c)?, &origin),
         ))
     })
     .await
@@ -132,7 +122,7 @@ pub(crate) async fn update(
     };
     let origin = api.origin.clone();
     api.commit(command, move |c| {
-        Ok((StatusCode::OK, render(&credential_of(row_of(c)?)?, &origin)))
+        Ok((StatusCode::OK, render(&subject::<Credential>(c)?, &origin)))
     })
     .await
 }

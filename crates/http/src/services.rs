@@ -2,10 +2,10 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use bindery_domain::{Command, DomainError, Row, Service, ServiceSid, SettingsPatch};
+use bindery_domain::{Command, DomainError, Service, ServiceSid, SettingsPatch};
 use serde_json::{json, Value};
 
-use crate::api::{found, path_sid, row_of, Api};
+use crate::api::{found, path_sid, subject, Api};
 use crate::error::ApiError;
 use crate::form::{query, FormBody, Params};
 use crate::paging::{envelope, Paging};
@@ -47,16 +47,6 @@ pub fn render(service: &Service, origin: &str) -> Value {
     })
 }
 
-fn service_of(row: Row) -> Result<Service, ApiError> {
-    match row {
-        Row::Service(service) => Ok(service),
-        other => Err(ApiError::internal(format!(
-            "expected a service, got {:?}",
-            other.kind()
-        ))),
-    }
-}
-
 pub(crate) async fn list(api: Api, request: HttpRequest) -> Result<HttpResponse, ApiError> {
     let paging = Paging::parse(&query(&request)?, MAX_PAGE_SIZE)?;
     let page_request = paging.request.clone();
@@ -85,7 +75,7 @@ pub(crate) async fn create(api: Api, FormBody(form): FormBody) -> Result<HttpRes
     api.commit(command, move |c| {
         Ok((
             StatusCode::CREATED,
-            render(&service_of(row_of(c)?)?, &origin),
+            render(&subject::<Service>(c)?, &origin),
         ))
     })
     .await
@@ -112,7 +102,7 @@ pub(crate) async fn update(
     };
     let origin = api.origin.clone();
     api.commit(command, move |c| {
-        Ok((StatusCode::OK, render(&service_of(row_of(c)?)?, &origin)))
+        Ok((StatusCode::OK, render(&subject::<Service>(c)?, &origin)))
     })
     .await
 }

@@ -5,7 +5,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use bindery_domain::*;
 use serde_json::{json, Value};
 
-use crate::api::{found, path_sid, row_of, Api};
+use crate::api::{found, path_sid, subject, Api};
 use crate::error::ApiError;
 use crate::form::{query, FormBody, Params};
 use crate::paging::{envelope, Paging};
@@ -48,16 +48,6 @@ pub fn user_path(service: &str, user: &str) -> Result<(ServiceSid, UserRef), Api
 /// The user named in a path, or the Twilio error for a missing service or user.
 pub fn find_user(api: &Api, service: ServiceSid, user: UserRef) -> Result<User, ApiError> {
     Ok(api.read(move |view, account| view.find_user(account, &service, &user))??)
-}
-
-fn user_of(row: Row) -> Result<User, ApiError> {
-    match row {
-        Row::User(user) => Ok(user),
-        other => Err(ApiError::internal(format!(
-            "expected a user, got {:?}",
-            other.kind()
-        ))),
-    }
 }
 
 struct UserFields {
@@ -129,7 +119,7 @@ pub(crate) async fn create(
     api.commit(command, move |c| {
         Ok((
             StatusCode::CREATED,
-            render(&user_of(row_of(c)?)?, Some(false), &origin),
+            render(&subject::<User>(c)?, Some(false), &origin),
         ))
     })
     .await
@@ -169,7 +159,7 @@ pub(crate) async fn update(
     api.commit(command, move |c| {
         Ok((
             StatusCode::OK,
-            render(&user_of(row_of(c)?)?, Some(notifiable), &origin),
+            render(&subject::<User>(c)?, Some(notifiable), &origin),
         ))
     })
     .await
