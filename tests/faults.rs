@@ -557,7 +557,7 @@ fn a_read_only_data_dir_refuses_to_serve_and_serves_again_once_writable() {
     tmpfs
         .remount("ro")
         .expect("the data dir remounts read-only once the server stopped");
-    let mut refused = Command::new(crate::support::BINARY)
+    let mut refused = crate::support::command(crate::support::BINARY)
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data.path())
         .stdout(Stdio::null())

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{basic, form, sid, user_bindings_path, KillOnDrop, TestApp, BINARY};
+use crate::support::{basic, command, form, sid, user_bindings_path, KillOnDrop, TestApp, BINARY};
 
 /// What one client saw: acknowledged registrations and the answers it got otherwise.
 #[derive(Default)]
@@ -194,7 +194,7 @@ fn sigterm_stops_the_server_even_when_nobody_reads_its_log() {
 
     let dir = tempfile::TempDir::new().unwrap();
     let mut server = KillOnDrop(Some(
-        Command::new(BINARY)
+        command(BINARY)
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path())
             .stdin(Stdio::null())
