@@ -22,6 +22,7 @@ mod registration;
 mod routes;
 mod services;
 mod shutdown;
+mod systemd;
 mod tenancy;
 mod users;
 mod webhook;

@@ -22,6 +22,7 @@ mod accounts;
 mod answers;
 mod cli;
 mod client;
+pub mod promql;
 mod raw;
 mod scrape;
 mod spawn;
