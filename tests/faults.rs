@@ -22,7 +22,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::support::{assert_error, sid, Credentials, Reply, ServerLog, TestApp};
+use crate::support::{
+    assert_error, poll_until, sid, Credentials, Reply, ServerLog, TestApp, PATIENCE,
+};
 
 /// `ENOSPC`: no space left on device.
 const ENOSPC: i32 = 28;
@@ -74,18 +76,16 @@ impl Drop for Tmpfs {
 /// Unmounts `path`, retrying while it is busy for a moment; still busy, it is detached, and
 /// the kernel frees it when the last user lets go.
 fn unmount(path: &Path) {
-    for _ in 0..50 {
-        let unmounted = Command::new("umount")
+    let unmounted = poll_until(Duration::from_secs(1), || {
+        Command::new("umount")
             .arg(path)
             .stderr(Stdio::null())
             .status()
-            .is_ok_and(|s| s.success());
-        if unmounted {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
+            .is_ok_and(|s| s.success())
+    });
+    if !unmounted {
+        let _ = Command::new("umount").arg("-l").arg(path).status();
     }
-    let _ = Command::new("umount").arg("-l").arg(path).status();
 }
 
 /// `EROFS`: read-only file system.
@@ -161,15 +161,12 @@ impl Drop for SwitchableFs {
         let _ = std::fs::remove_file(&self.switch);
         unmount(&self.path);
         // Unmounted, the helper's loop ends and it exits; if it does not, stop it.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.process.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        if !poll_until(Duration::from_secs(5), || {
+            matches!(self.process.try_wait(), Ok(Some(_)))
+        }) {
+            let _ = self.process.kill();
+            let _ = self.process.wait();
         }
-        let _ = self.process.kill();
-        let _ = self.process.wait();
     }
 }
 
@@ -230,12 +227,12 @@ fn tail(log: &ServerLog) -> String {
     lines[lines.len().saturating_sub(12)..].join("\n")
 }
 
-/// Once the fault is gone: the refused `request`, retried, is created (within 3 s) and the
-/// server reports ready again, all without a restart. Answers the new binding's SID.
+/// Once the fault is gone: the refused `request`, retried, is created and the server reports
+/// ready again, all without a restart. Answers the new binding's SID.
 #[track_caller]
 fn recovers(app: &TestApp, log: &ServerLog, what: &str, request: impl Fn() -> Reply) -> String {
-    let created = retry_until_created(what, log, Duration::from_secs(3), request);
-    assert_ready_again(app, log, Duration::from_secs(3));
+    let created = retry_until_created(what, log, PATIENCE, request);
+    assert_ready_again(app, log, PATIENCE);
     sid(&created)
 }
 
@@ -249,8 +246,9 @@ fn assert_one_service(app: &TestApp) {
     );
 }
 
-/// Retries `request` as a client would, waiting what `Retry-After` says between 503s, until
-/// it answers 201 or `within` passes; answers the body of the 201.
+/// Retries `request` as a client would, waiting what `Retry-After` says between 503s (a
+/// client's pause, not a wait for the server), until it answers 201 or `within` passes;
+/// answers the body of the 201.
 #[track_caller]
 fn retry_until_created(
     what: &str,
@@ -324,21 +322,19 @@ fn assert_not_ready(app: &TestApp, log: &ServerLog) {
 /// Waits up to `within` for `/readyz` to answer 200; asserts it does.
 #[track_caller]
 fn assert_ready_again(app: &TestApp, log: &ServerLog, within: Duration) {
-    let deadline = Instant::now() + within;
-    loop {
-        let (status, body) = readyz(app);
-        if status == 200 {
-            assert_eq!(body["status"], "ready", "{body}");
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "/readyz still answers {status} {body} {within:?} after the fault went away\n\
-             server log:\n{}",
-            tail(log)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let mut last = (0, Value::Null);
+    let ready = poll_until(within, || {
+        last = readyz(app);
+        last.0 == 200
+    });
+    let (status, body) = last;
+    assert!(
+        ready,
+        "/readyz still answers {status} {body} {within:?} after the fault went away\n\
+         server log:\n{}",
+        tail(log)
+    );
+    assert_eq!(body["status"], "ready", "{body}");
 }
 
 /// Registers `token-{n}` for `user-{n}` (one binding a user, well under the per-user limit).
@@ -422,7 +418,6 @@ fn top_up(filler: &Path) {
 
 #[test]
 fn a_full_disk_answers_503_loses_nothing_and_recovers_when_space_is_freed() {
-    let started = Instant::now();
     let (_outer, tmpfs, data) = data_dir_on_tmpfs("4m");
     let (app, log) = TestApp::spawn_logged(data, &[], None);
     let service = sid(&app.create_service("chat"));
@@ -478,11 +473,6 @@ fn a_full_disk_answers_503_loses_nothing_and_recovers_when_space_is_freed() {
     ));
     assert_all_listed(&app, &service, &acknowledged);
     stop_and_verify(app, &log);
-    assert!(
-        started.elapsed() < Duration::from_secs(20),
-        "{:?}",
-        started.elapsed()
-    );
 }
 
 #[test]
@@ -496,26 +486,21 @@ fn a_database_locked_past_the_busy_timeout_is_503_and_not_ready_until_released()
     let mut acknowledged = vec![sid(&register(&app, &service, 0).expect(201))];
     assert_eq!(readyz(&app).0, 200, "ready before the lock");
 
+    // Answered while the lock is held: the writer gave up waiting for it after the busy
+    // timeout.
     let lock = ExclusiveLock::take(&app.data_dir().join("bindery.db"));
-    let started = Instant::now();
     assert_unavailable(
         "a registration while locked",
         &register(&app, &service, 1),
         &log,
     );
-    assert!(
-        started.elapsed() < Duration::from_secs(4),
-        "the busy timeout was honoured: {:?}",
-        started.elapsed()
-    );
+    assert_not_ready(&app, &log);
+    // And still not ready after a later write, refused too, while the lock is held.
     assert_unavailable(
         "a service created while locked",
         &app.post("/v2/Services", &[("FriendlyName", "locked out")]),
         &log,
     );
-    assert_not_ready(&app, &log);
-    // And still not ready a moment later, while the lock is held.
-    std::thread::sleep(Duration::from_millis(300));
     assert_not_ready(&app, &log);
     // Reads go on while the writer is locked out.
     assert_all_listed(&app, &service, &acknowledged);
@@ -564,17 +549,15 @@ fn a_read_only_data_dir_refuses_to_serve_and_serves_again_once_writable() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = refused.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > Duration::from_secs(10) {
-            let _ = refused.kill();
-            panic!("bindery served a read-only data dir");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let mut status = None;
+    if !poll_until(PATIENCE, || {
+        status = refused.try_wait().unwrap();
+        status.is_some()
+    }) {
+        let _ = refused.kill();
+        panic!("bindery served a read-only data dir");
+    }
+    let status = status.expect("an exit status");
     let mut message = String::new();
     std::io::Read::read_to_string(&mut refused.stderr.take().unwrap(), &mut message).unwrap();
     assert!(!status.success());
@@ -595,7 +578,7 @@ fn a_read_only_data_dir_refuses_to_serve_and_serves_again_once_writable() {
         .expect("the data dir remounts read-write");
     let (app, log) = TestApp::spawn_logged(data, &[], Some(account));
     acknowledged.push(sid(&register(&app, &service, 4).expect(201)));
-    assert_ready_again(&app, &log, Duration::from_secs(3));
+    assert_ready_again(&app, &log, PATIENCE);
     assert_all_listed(&app, &service, &acknowledged);
     stop_and_verify(app, &log);
 }
@@ -660,14 +643,14 @@ fn a_data_dir_turning_read_only_while_serving_answers_503_loses_nothing_and_reco
             .is_some_and(|r| r.contains("not writable")),
         "/readyz names the cause: {body}"
     );
-    // And still not ready a moment later: nothing gets through while the fault lasts.
-    std::thread::sleep(Duration::from_millis(300));
-    assert_not_ready(&app, &log);
+    // Nothing gets through while the fault lasts: a later write is refused too, and the
+    // server is still not ready after it.
     assert_unavailable(
         "a registration, again, on a read-only data dir",
         &register(&app, &service, 3),
         &log,
     );
+    assert_not_ready(&app, &log);
     // Reads go on: they need only the database, the WAL and the WAL index, all open already.
     assert_all_listed(&app, &service, &acknowledged);
     assert_eq!(app.follow(&first["url"]).expect(200), first, "a fetch");
@@ -691,26 +674,32 @@ fn a_data_dir_turning_read_only_while_serving_answers_503_loses_nothing_and_reco
 
     // Again, with registrations in flight as the data dir turns read-only and back: each is
     // acknowledged or refused with a 503, and every acknowledged one is kept.
+    const WRITERS: usize = 4;
     let (stop, created) = (AtomicBool::new(false), AtomicUsize::new(0));
-    let (written, refused, created_after) = std::thread::scope(|scope| {
-        let writers: Vec<_> = (0..4)
+    // Bit `t` is set once writer `t` had a registration refused.
+    let refused_by = AtomicUsize::new(0);
+    let (written, refused) = std::thread::scope(|scope| {
+        let writers: Vec<_> = (0..WRITERS)
             .map(|t| {
                 let (app, log, service) = (&app, &log, &service);
-                let (stop, created) = (&stop, &created);
+                let (stop, created, refused_by) = (&stop, &created, &refused_by);
                 scope.spawn(move || {
                     let (mut written, mut refused) = (Vec::new(), 0);
-                    let deadline = Instant::now() + Duration::from_secs(15);
+                    // Only a guard: the main thread stops the writers.
+                    let deadline = Instant::now() + 3 * PATIENCE;
                     for n in (100 + 1000 * t..).take_while(|_| Instant::now() < deadline) {
-                        if stop.load(Ordering::Relaxed) {
+                        if stop.load(Ordering::SeqCst) {
                             break;
                         }
                         let reply = register(app, service, n);
                         if reply.status == 201 {
-                            created.fetch_add(1, Ordering::Relaxed);
+                            created.fetch_add(1, Ordering::SeqCst);
                             written.push(sid(&reply.body));
                         } else {
                             assert_unavailable(&format!("registration {n} in flight"), &reply, log);
+                            refused_by.fetch_or(1 << t, Ordering::SeqCst);
                             refused += 1;
+                            // A client's pause before it tries again.
                             std::thread::sleep(Duration::from_millis(20));
                         }
                     }
@@ -718,33 +707,39 @@ fn a_data_dir_turning_read_only_while_serving_answers_503_loses_nothing_and_reco
                 })
             })
             .collect();
-        std::thread::sleep(Duration::from_millis(300));
+        // Some get through before the fault, every writer has one refused under it (so what
+        // any of them sent before the fault has been answered), and some get through again
+        // once it is gone.
+        let waited = poll_until(PATIENCE, || created.load(Ordering::SeqCst) >= 2 * WRITERS);
         fs.set_read_only(true);
-        std::thread::sleep(Duration::from_millis(500));
+        let waited = waited
+            && poll_until(PATIENCE, || {
+                refused_by.load(Ordering::SeqCst) == (1 << WRITERS) - 1
+            });
         fs.set_read_only(false);
-        let created_before = created.load(Ordering::Relaxed);
-        std::thread::sleep(Duration::from_millis(700));
-        stop.store(true, Ordering::Relaxed);
-        let created_after = created.load(Ordering::Relaxed) - created_before;
+        let created_before = created.load(Ordering::SeqCst);
+        let waited =
+            waited && poll_until(PATIENCE, || created.load(Ordering::SeqCst) > created_before);
+        stop.store(true, Ordering::SeqCst);
         let (mut written, mut refused) = (Vec::new(), 0);
         for writer in writers {
             let (sids, more) = writer.join().expect("a writer");
             written.extend(sids);
             refused += more;
         }
-        (written, refused, created_after)
+        assert!(
+            waited,
+            "registrations in flight: {} acknowledged, refused by writers {:#b}; either none \
+             was refused while read-only or none acknowledged before or after\nserver log:\n{}",
+            created.load(Ordering::SeqCst),
+            refused_by.load(Ordering::SeqCst),
+            tail(&log)
+        );
+        (written, refused)
     });
-    assert!(
-        refused > 0,
-        "no registration in flight was refused while read-only"
-    );
-    assert!(
-        created_after > 0,
-        "no registration in flight was acknowledged once writable again\nserver log:\n{}",
-        tail(&log)
-    );
+    assert!(refused >= WRITERS, "{refused} refused");
     acknowledged.extend(written);
-    assert_ready_again(&app, &log, Duration::from_secs(3));
+    assert_ready_again(&app, &log, PATIENCE);
     assert_all_listed(&app, &service, &acknowledged);
     assert_one_service(&app);
     let (_data, _account) = stop_and_verify(app, &log);

@@ -10,13 +10,15 @@ use std::io::Write;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use tempfile::TempDir;
 
 use crate::support::promql::metric_names;
-use crate::support::{sid, user_bindings_path, Credentials, ServerLog, TestApp};
+use crate::support::{
+    poll_until, sid, user_bindings_path, Credentials, ServerLog, TestApp, PATIENCE,
+};
 
 const USER_BINDINGS: &str = "/v2/Services/{ServiceSid}/Users/{UserSid}/Bindings";
 
@@ -215,23 +217,29 @@ impl Prometheus {
         panic!("prometheus did not start in three attempts");
     }
 
-    /// Whether `/-/ready` answers 200 within 20 s; false if the process exits first.
+    /// Whether `/-/ready` answers 200; false if the process exits first.
     fn wait_ready(&mut self, attempt: u32) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                eprintln!("prometheus exited ({status}):\n{}", self.log(attempt));
-                return false;
-            }
-            let ready = ureq::get(&format!("{}/-/ready", self.url))
-                .timeout(Duration::from_secs(1))
-                .call();
-            if matches!(ready, Ok(r) if r.status() == 200) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        let mut exited = None;
+        let settled = poll_until(PATIENCE, || {
+            exited = self.child.try_wait().expect("try_wait");
+            exited.is_some()
+                || matches!(
+                    ureq::get(&format!("{}/-/ready", self.url))
+                        .timeout(Duration::from_secs(1))
+                        .call(),
+                    Ok(r) if r.status() == 200
+                )
+        });
+        if let Some(status) = exited {
+            eprintln!("prometheus exited ({status}):\n{}", self.log(attempt));
+            return false;
         }
-        panic!("prometheus not ready within 20 s:\n{}", self.log(attempt));
+        assert!(
+            settled,
+            "prometheus not ready within {PATIENCE:?}:\n{}",
+            self.log(attempt)
+        );
+        true
     }
 
     fn log(&self, attempt: u32) -> String {
@@ -334,23 +342,20 @@ fn a_real_prometheus_scrapes_the_metrics_listener_and_sees_the_traffic() {
             0.0,
         ),
     ];
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let seen: Vec<(&str, Option<f64>, f64)> = expectations
+    let mut seen: Vec<(&str, Option<f64>, f64)> = Vec::new();
+    let scraped = poll_until(PATIENCE, || {
+        seen = expectations
             .iter()
             .map(|(expr, want)| (expr.as_str(), prometheus.scalar(expr), *want))
             .collect();
-        if seen.iter().all(|(_, got, want)| *got == Some(*want)) {
-            break;
-        }
-        if Instant::now() >= deadline {
-            let (_, _, scrape) = fetch(&format!("{metrics_url}/metrics"));
-            panic!(
-                "Prometheus did not see the expected values within 30 s \
-                 (expression, seen, expected): {seen:#?}\nBindery's /metrics now:\n{scrape}"
-            );
-        }
-        std::thread::sleep(Duration::from_millis(250));
+        seen.iter().all(|(_, got, want)| *got == Some(*want))
+    });
+    if !scraped {
+        let (_, _, scrape) = fetch(&format!("{metrics_url}/metrics"));
+        panic!(
+            "Prometheus did not see the expected values within {PATIENCE:?} \
+             (expression, seen, expected): {seen:#?}\nBindery's /metrics now:\n{scrape}"
+        );
     }
     // Nothing else was registered: the POST counter was 201 every time.
     assert_eq!(

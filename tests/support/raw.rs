@@ -3,11 +3,11 @@
 //! answers read off it.
 
 use std::io::Read;
-use std::time::Duration;
+use std::net::TcpStream;
 
 use serde_json::Value;
 
-use super::{basic, Credentials, TestApp};
+use super::{basic, Credentials, TestApp, REQUEST_TIMEOUT};
 
 /// An answer read off a raw socket: status, headers and the body's bytes (de-chunked).
 #[derive(Debug)]
@@ -74,11 +74,22 @@ impl TestApp {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> RawReply {
+        self.raw_start(method, target, headers, body).answer()
+    }
+
+    /// [`TestApp::raw_http`]'s request, written; its answer is read by [`Pending::answer`].
+    pub fn raw_start(
+        &self,
+        method: &str,
+        target: &[u8],
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Pending {
         use std::io::Write;
         let address = self.base_url.trim_start_matches("http://");
         let mut stream = std::net::TcpStream::connect(address).expect("connect");
         stream
-            .set_read_timeout(Some(Duration::from_secs(60)))
+            .set_read_timeout(Some(REQUEST_TIMEOUT))
             .expect("a read timeout");
         let mut head = Vec::new();
         head.extend_from_slice(method.as_bytes());
@@ -96,6 +107,79 @@ impl TestApp {
         }
         head.extend_from_slice(b"Connection: close\r\n\r\n");
         let _ = stream.write_all(&head).and_then(|_| stream.write_all(body));
+        Pending {
+            stream,
+            method: method.to_owned(),
+            target: target.to_vec(),
+        }
+    }
+
+    /// [`TestApp::raw_start`] signed as `credentials`.
+    pub fn raw_start_as(&self, credentials: &Credentials, method: &str, target: &[u8]) -> Pending {
+        let authorization = basic(credentials);
+        self.raw_start(method, target, &[("Authorization", &authorization)], b"")
+    }
+
+    /// [`TestApp::raw_http`] signed as `credentials`.
+    pub fn raw_as(
+        &self,
+        credentials: &Credentials,
+        method: &str,
+        target: &[u8],
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> RawReply {
+        let authorization = basic(credentials);
+        let mut all = vec![("Authorization", authorization.as_str())];
+        all.extend_from_slice(headers);
+        self.raw_http(method, target, &all, body)
+    }
+}
+
+/// A request written on a connection of its own, its answer not read yet: a long poll that
+/// must be waiting on the server before the test writes what should end it.
+pub struct Pending {
+    stream: TcpStream,
+    method: String,
+    target: Vec<u8>,
+}
+
+impl Pending {
+    /// Whether the server has read the whole request off its socket: the kernel's receive
+    /// queue of the server's end of this connection (in `/proc/net/tcp`) is empty. On
+    /// loopback the request was in that queue when the write returned.
+    pub fn read_by_server(&self) -> bool {
+        let (client, server) = (
+            self.stream.local_addr().expect("a local address"),
+            self.stream.peer_addr().expect("a peer address"),
+        );
+        let hex = |address: std::net::SocketAddr| match address {
+            std::net::SocketAddr::V4(v4) => format!(
+                "{:08X}:{:04X}",
+                u32::from_le_bytes(v4.ip().octets()),
+                v4.port()
+            ),
+            std::net::SocketAddr::V6(_) => panic!("the server listens on 127.0.0.1"),
+        };
+        let (local, remote) = (hex(server), hex(client));
+        let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+        table.lines().skip(1).any(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.len() > 4
+                && fields[1] == local
+                && fields[2] == remote
+                && fields[4].split(':').nth(1) == Some("00000000")
+        })
+    }
+
+    /// Reads the answer to the end (the request asked the server to close the connection).
+    pub fn answer(self) -> RawReply {
+        let Pending {
+            mut stream,
+            method,
+            target,
+        } = self;
+        let target = target.as_slice();
         let mut answer = Vec::new();
         let mut buffer = [0u8; 64 * 1024];
         loop {
@@ -144,20 +228,5 @@ impl TestApp {
             headers,
             body,
         }
-    }
-
-    /// [`TestApp::raw_http`] signed as `credentials`.
-    pub fn raw_as(
-        &self,
-        credentials: &Credentials,
-        method: &str,
-        target: &[u8],
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> RawReply {
-        let authorization = basic(credentials);
-        let mut all = vec![("Authorization", authorization.as_str())];
-        all.extend_from_slice(headers);
-        self.raw_http(method, target, &all, body)
     }
 }
