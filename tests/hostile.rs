@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use crate::delivery::{chat_service, register, result_for, targeted};
 use crate::support::{
     assert_error, escape_all, form, segment, sid, user_bindings_path, user_path, TestApp,
 };
@@ -562,15 +563,75 @@ fn thousands_of_repeated_keys_are_answered_cleanly_in_bounded_time() {
         body.as_bytes(),
     );
     assert_error(&reply, 400, 20001);
-    // Thousands of identities to notify.
-    let mut body = form(&[("Type", "new_message"), ("Body", "hi")]);
-    body.push_str(&"&Identity=alice".repeat(3_000));
+    assert_alive(&app);
+    assert_database_intact(&app);
+}
+
+/// The most identities one notify may name.
+const NOTIFY_LIMIT: usize = 1_000;
+
+#[test]
+fn a_notify_to_a_thousand_identities_reaches_every_binding() {
+    let app = spawn();
+    let service = chat_service(&app, "fan-out");
+    let identities: Vec<String> = (0..NOTIFY_LIMIT).map(|n| format!("fan-{n:04}")).collect();
+    // One binding each, registered by a few clients at once.
+    let bindings: Vec<String> = std::thread::scope(|scope| {
+        let clients: Vec<_> = identities
+            .chunks(NOTIFY_LIMIT / 4)
+            .map(|chunk| {
+                let (app, service) = (&app, &service);
+                scope.spawn(move || {
+                    chunk
+                        .iter()
+                        .map(|identity| {
+                            let address = format!("token-{identity}");
+                            register(
+                                app,
+                                service,
+                                identity,
+                                &[("BindingType", "fcm"), ("Address", &address)],
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        clients
+            .into_iter()
+            .flat_map(|c| c.join().expect("a client"))
+            .collect()
+    });
+
+    let mut body = form(&[("Body", "hi")]);
+    for identity in &identities {
+        body.push_str(&format!("&Identity={identity}"));
+    }
+    assert!(body.len() <= LIMIT, "{} bytes", body.len());
     let reply = app.post_raw(
         &format!("/v2/Services/{service}/Notifications"),
         Some(FORM),
         body.as_bytes(),
     );
-    assert_clean(reply.status, &reply.body, "notify");
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    let answer = &reply.body;
+    assert_eq!(answer["enabled"], true, "{answer}");
+    assert_eq!(
+        answer["identities"].as_array().map(Vec::len),
+        Some(NOTIFY_LIMIT),
+        "every identity named"
+    );
+    assert_eq!(
+        (&answer["targeted"], &answer["delivered"], &answer["failed"]),
+        (&NOTIFY_LIMIT.into(), &NOTIFY_LIMIT.into(), &0.into()),
+        "one push to each identity's binding"
+    );
+    let mut expected = bindings.clone();
+    expected.sort();
+    assert_eq!(targeted(answer), expected);
+    for binding in &bindings {
+        assert_eq!(result_for(answer, binding)["status"], "delivered");
+    }
     assert_alive(&app);
     assert_database_intact(&app);
 }
