@@ -13,17 +13,20 @@
 //! The tests mount file systems, so they run as root (as they do here and in CI); every mount
 //! is undone by a guard, and every process they start is stopped, even when a test fails.
 
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tempfile::TempDir;
 
 use crate::support::{
-    assert_error, poll_until, sid, Credentials, Reply, ServerLog, TestApp, PATIENCE,
+    assert_error, exported_events, poll_until, sid, Credentials, Reply, ServerLog, TestApp,
+    PATIENCE,
 };
 
 /// `ENOSPC`: no space left on device.
@@ -230,10 +233,65 @@ fn tail(log: &ServerLog) -> String {
 /// Once the fault is gone: the refused `request`, retried, is created and the server reports
 /// ready again, all without a restart. Answers the new binding's SID.
 #[track_caller]
-fn recovers(app: &TestApp, log: &ServerLog, what: &str, request: impl Fn() -> Reply) -> String {
-    let created = retry_until_created(what, log, PATIENCE, request);
+fn recovers(
+    app: &TestApp,
+    log: &ServerLog,
+    refusals: &Refusals,
+    what: &str,
+    request: impl Fn() -> Reply,
+) -> String {
+    let created = retry_until_created(what, log, refusals, PATIENCE, request);
     assert_ready_again(app, log, PATIENCE);
     sid(&created)
+}
+
+/// The request ids of the writes answered 503: each must have left nothing behind.
+#[derive(Default)]
+struct Refusals(Mutex<Vec<String>>);
+
+impl Refusals {
+    /// Asserts a 503 (see [`assert_unavailable`]) and notes its request id.
+    #[track_caller]
+    fn note(&self, what: &str, reply: &Reply, log: &ServerLog) {
+        assert_unavailable(what, reply, log);
+        let id = reply
+            .header("x-request-id")
+            .unwrap_or_else(|| panic!("{what}: a 503 without X-Request-Id"));
+        self.0.lock().expect("the refusals").push(id.to_owned());
+    }
+
+    /// In the log of the stopped server's `data_dir`, no event came from a refused write,
+    /// and none holds any of `names` (what refused writes named and no later write did: an
+    /// identity, a friendly name).
+    #[track_caller]
+    fn assert_left_nothing(&self, data_dir: &Path, names: &[String]) {
+        let refused: BTreeSet<String> = self
+            .0
+            .lock()
+            .expect("the refusals")
+            .iter()
+            .cloned()
+            .collect();
+        assert!(!refused.is_empty(), "no write was refused");
+        let events = exported_events(data_dir);
+        for event in &events {
+            assert!(
+                !event["request_id"]
+                    .as_str()
+                    .is_some_and(|id| refused.contains(id)),
+                "a write answered 503 left an event: {event}"
+            );
+            let text = event.to_string();
+            for name in names {
+                assert!(
+                    !text.contains(&format!("\"{name}\"")),
+                    "{name:?}, named only by refused writes, is in the log: {event}"
+                );
+            }
+        }
+        // The log was read: the test's own writes are in it.
+        assert!(events.len() > 3, "{} events", events.len());
+    }
 }
 
 /// The one service the test made: a create refused under the fault left nothing behind.
@@ -253,6 +311,7 @@ fn assert_one_service(app: &TestApp) {
 fn retry_until_created(
     what: &str,
     log: &ServerLog,
+    refusals: &Refusals,
     within: Duration,
     request: impl Fn() -> Reply,
 ) -> Value {
@@ -262,7 +321,7 @@ fn retry_until_created(
         if reply.status == 201 {
             return reply.body;
         }
-        assert_unavailable(what, &reply, log);
+        refusals.note(what, &reply, log);
         assert!(
             Instant::now() < deadline,
             "{what}: still {} {} {within:?} after the fault went away\nserver log:\n{}",
@@ -346,22 +405,26 @@ fn register(app: &TestApp, service: &str, n: usize) -> Reply {
     )
 }
 
-/// Asserts every SID in `acknowledged` is among the service's bindings (all pages).
+/// Asserts the service's bindings (all pages) are exactly those in `acknowledged`: none lost,
+/// and none from a refused write.
 #[track_caller]
 fn assert_all_listed(app: &TestApp, service: &str, acknowledged: &[String]) {
-    let listed: std::collections::BTreeSet<String> = app
+    let listed: BTreeSet<String> = app
         .walk(&format!("/v2/Services/{service}/Bindings"), "bindings")
         .iter()
         .map(sid)
         .collect();
-    let lost: Vec<&String> = acknowledged
-        .iter()
-        .filter(|s| !listed.contains(*s))
-        .collect();
+    let acknowledged: BTreeSet<String> = acknowledged.iter().cloned().collect();
+    let lost: Vec<&String> = acknowledged.difference(&listed).collect();
     assert!(
         lost.is_empty(),
         "acknowledged bindings missing: {lost:?} (listed {})",
         listed.len()
+    );
+    let unasked: Vec<&String> = listed.difference(&acknowledged).collect();
+    assert!(
+        unasked.is_empty(),
+        "bindings no acknowledged write made: {unasked:?}"
     );
 }
 
@@ -369,7 +432,7 @@ fn assert_all_listed(app: &TestApp, service: &str, acknowledged: &[String]) {
 #[track_caller]
 fn stop_and_verify(mut app: TestApp, log: &ServerLog) -> (TempDir, Credentials) {
     app.terminate();
-    let status = app.wait_for_exit(Duration::from_secs(10));
+    let status = app.wait_for_exit(PATIENCE);
     assert!(
         status.is_some_and(|s| s.success()),
         "the server did not exit cleanly on SIGTERM: {status:?}\nserver log:\n{}",
@@ -428,6 +491,7 @@ fn a_full_disk_answers_503_loses_nothing_and_recovers_when_space_is_freed() {
 
     // The disk fills up, leaving room for a few more commits.
     let filler = fill_disk(&tmpfs.path, 160 * 1024);
+    let refusals = Refusals::default();
     let mut refused_at = None;
     for n in 3..500 {
         let reply = register(&app, &service, n);
@@ -435,7 +499,7 @@ fn a_full_disk_answers_503_loses_nothing_and_recovers_when_space_is_freed() {
             acknowledged.push(sid(&reply.body));
             continue;
         }
-        assert_unavailable(&format!("registration {n} on a full disk"), &reply, &log);
+        refusals.note(&format!("registration {n} on a full disk"), &reply, &log);
         refused_at = Some(n);
         break;
     }
@@ -448,11 +512,15 @@ fn a_full_disk_answers_503_loses_nothing_and_recovers_when_space_is_freed() {
     top_up(&filler);
     assert_not_ready(&app, &log);
     // Other writes, while the disk is still full: refused the same way (or, if one fits, kept).
+    let mut never_made = Vec::new();
     for n in 1000..1003 {
         let reply = register(&app, &service, n);
         match reply.status {
             201 => acknowledged.push(sid(&reply.body)),
-            _ => assert_unavailable(&format!("registration {n} on a full disk"), &reply, &log),
+            _ => {
+                refusals.note(&format!("registration {n} on a full disk"), &reply, &log);
+                never_made.push(format!("user-{n}"));
+            }
         }
     }
     // Reads go on.
@@ -468,11 +536,13 @@ fn a_full_disk_answers_503_loses_nothing_and_recovers_when_space_is_freed() {
     acknowledged.push(recovers(
         &app,
         &log,
+        &refusals,
         "the refused registration, retried once space is free",
         || register(&app, &service, refused_at),
     ));
     assert_all_listed(&app, &service, &acknowledged);
-    stop_and_verify(app, &log);
+    let (data, _) = stop_and_verify(app, &log);
+    refusals.assert_left_nothing(data.path(), &never_made);
 }
 
 #[test]
@@ -489,14 +559,15 @@ fn a_database_locked_past_the_busy_timeout_is_503_and_not_ready_until_released()
     // Answered while the lock is held: the writer gave up waiting for it after the busy
     // timeout.
     let lock = ExclusiveLock::take(&app.data_dir().join("bindery.db"));
-    assert_unavailable(
+    let refusals = Refusals::default();
+    refusals.note(
         "a registration while locked",
         &register(&app, &service, 1),
         &log,
     );
     assert_not_ready(&app, &log);
     // And still not ready after a later write, refused too, while the lock is held.
-    assert_unavailable(
+    refusals.note(
         "a service created while locked",
         &app.post("/v2/Services", &[("FriendlyName", "locked out")]),
         &log,
@@ -509,12 +580,14 @@ fn a_database_locked_past_the_busy_timeout_is_503_and_not_ready_until_released()
     acknowledged.push(recovers(
         &app,
         &log,
+        &refusals,
         "the refused registration, retried once the lock is released",
         || register(&app, &service, 1),
     ));
     assert_all_listed(&app, &service, &acknowledged);
     assert_one_service(&app);
-    stop_and_verify(app, &log);
+    let (data, _) = stop_and_verify(app, &log);
+    refusals.assert_left_nothing(data.path(), &["locked out".to_owned()]);
 }
 
 /// A data dir that is read-only when the server starts (here a tmpfs remounted read-only while
@@ -620,17 +693,19 @@ fn a_data_dir_turning_read_only_while_serving_answers_503_loses_nothing_and_reco
     let refused = std::fs::write(fs.path.join("probe"), b"x").expect_err("a write is refused");
     assert_eq!(refused.raw_os_error(), Some(EROFS), "{refused}");
 
-    assert_unavailable(
+    let refusals = Refusals::default();
+    refusals.note(
         "a registration on a read-only data dir",
         &register(&app, &service, 3),
         &log,
     );
-    assert_unavailable(
+    refusals.note(
         "a service created on a read-only data dir",
         &app.post("/v2/Services", &[("FriendlyName", "read-only")]),
         &log,
     );
-    assert_unavailable(
+    // Its binding is listed still, at the end (among the acknowledged).
+    refusals.note(
         "a binding deleted on a read-only data dir",
         &app.delete(&format!("/v2/Services/{service}/Bindings/{}", sid(&first))),
         &log,
@@ -645,7 +720,7 @@ fn a_data_dir_turning_read_only_while_serving_answers_503_loses_nothing_and_reco
     );
     // Nothing gets through while the fault lasts: a later write is refused too, and the
     // server is still not ready after it.
-    assert_unavailable(
+    refusals.note(
         "a registration, again, on a read-only data dir",
         &register(&app, &service, 3),
         &log,
@@ -665,6 +740,7 @@ fn a_data_dir_turning_read_only_while_serving_answers_503_loses_nothing_and_reco
     acknowledged.push(recovers(
         &app,
         &log,
+        &refusals,
         "the refused registration, retried once the data dir is writable",
         || register(&app, &service, 3),
     ));
@@ -681,10 +757,10 @@ fn a_data_dir_turning_read_only_while_serving_answers_503_loses_nothing_and_reco
     let (written, refused) = std::thread::scope(|scope| {
         let writers: Vec<_> = (0..WRITERS)
             .map(|t| {
-                let (app, log, service) = (&app, &log, &service);
+                let (app, log, service, refusals) = (&app, &log, &service, &refusals);
                 let (stop, created, refused_by) = (&stop, &created, &refused_by);
                 scope.spawn(move || {
-                    let (mut written, mut refused) = (Vec::new(), 0);
+                    let (mut written, mut refused) = (Vec::new(), Vec::new());
                     // Only a guard: the main thread stops the writers.
                     let deadline = Instant::now() + 3 * PATIENCE;
                     for n in (100 + 1000 * t..).take_while(|_| Instant::now() < deadline) {
@@ -696,9 +772,10 @@ fn a_data_dir_turning_read_only_while_serving_answers_503_loses_nothing_and_reco
                             created.fetch_add(1, Ordering::SeqCst);
                             written.push(sid(&reply.body));
                         } else {
-                            assert_unavailable(&format!("registration {n} in flight"), &reply, log);
+                            refusals.note(&format!("registration {n} in flight"), &reply, log);
                             refused_by.fetch_or(1 << t, Ordering::SeqCst);
-                            refused += 1;
+                            // Never tried again: its user must not exist.
+                            refused.push(format!("user-{n}"));
                             // A client's pause before it tries again.
                             std::thread::sleep(Duration::from_millis(20));
                         }
@@ -721,11 +798,11 @@ fn a_data_dir_turning_read_only_while_serving_answers_503_loses_nothing_and_reco
         let waited =
             waited && poll_until(PATIENCE, || created.load(Ordering::SeqCst) > created_before);
         stop.store(true, Ordering::SeqCst);
-        let (mut written, mut refused) = (Vec::new(), 0);
+        let (mut written, mut refused) = (Vec::new(), Vec::new());
         for writer in writers {
             let (sids, more) = writer.join().expect("a writer");
             written.extend(sids);
-            refused += more;
+            refused.extend(more);
         }
         assert!(
             waited,
@@ -737,10 +814,13 @@ fn a_data_dir_turning_read_only_while_serving_answers_503_loses_nothing_and_reco
         );
         (written, refused)
     });
-    assert!(refused >= WRITERS, "{refused} refused");
+    assert!(refused.len() >= WRITERS, "{} refused", refused.len());
     acknowledged.extend(written);
     assert_ready_again(&app, &log, PATIENCE);
     assert_all_listed(&app, &service, &acknowledged);
     assert_one_service(&app);
-    let (_data, _account) = stop_and_verify(app, &log);
+    let (data, _) = stop_and_verify(app, &log);
+    let mut never_made = refused;
+    never_made.push("read-only".to_owned());
+    refusals.assert_left_nothing(data.path(), &never_made);
 }

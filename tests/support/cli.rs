@@ -50,6 +50,23 @@ pub fn bindery_json(data_dir: &Path, args: &[&str]) -> Value {
     })
 }
 
+/// Every event of the log, as `bindery export` writes them (one JSON object a line).
+#[track_caller]
+pub fn exported_events(data_dir: &Path) -> Vec<Value> {
+    let output = bindery(data_dir, &["export"]);
+    assert!(
+        output.status.success(),
+        "bindery export failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| {
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("an exported event ({e}): {line}"))
+        })
+        .collect()
+}
+
 impl TestApp {
     /// `bindery verify` on this server's data dir must find every projection row equal to a
     /// replay of the log.

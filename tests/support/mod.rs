@@ -13,7 +13,7 @@
 //! - `scrape`: `/metrics` samples (`TestApp::metric`); `promql`: the metrics a PromQL
 //!   expression reads;
 //! - `cli`: the binary's one-shot commands and the data dir seen from outside (`bindery`,
-//!   `TestApp::verify`, `TestApp::sqlite_tables`);
+//!   `TestApp::verify`, `exported_events`, `TestApp::sqlite_tables`);
 //! - `wait`: waiting for a condition, with a deadline against a hang (`wait_until`).
 //!
 //! Everything is re-exported here, so `crate::support::X` names it wherever it lives.
