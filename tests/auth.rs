@@ -1,13 +1,6 @@
 //! Authentication against a running server, with accounts and keys made by the CLI beside it.
 
-use crate::support::{bindery_json, Credentials, TestApp};
-
-fn credentials(user: &serde_json::Value, password: &serde_json::Value) -> Credentials {
-    Credentials {
-        user: user.as_str().unwrap().to_owned(),
-        password: password.as_str().unwrap().to_owned(),
-    }
-}
+use crate::support::{Credentials, TestApp};
 
 #[test]
 fn the_first_account_printed_by_serve_signs_in() {
@@ -59,30 +52,19 @@ fn missing_wrong_and_malformed_credentials_answer_401_20003() {
 #[test]
 fn accounts_and_keys_made_while_serving_work_at_once_and_revoked_keys_stop() {
     let app = TestApp::spawn();
-    let dir = app.data_dir();
-    let account = bindery_json(&dir, &["accounts", "create"]);
-    let owner = credentials(&account["account_sid"], &account["auth_token"]);
+    let owner = app.other_account();
     assert_eq!(app.get("/v2/Services", Some(&owner)).0, 200);
 
-    let key = bindery_json(
-        &dir,
-        &[
-            "keys",
-            "create",
-            "--account",
-            account["account_sid"].as_str().unwrap(),
-        ],
-    );
-    let key = credentials(&key["sid"], &key["secret"]);
+    let key = app.create_key(&owner.user);
     let (status, created) =
         app.post_form("/v2/Services", &key, &[("FriendlyName", "made with a key")]);
     assert_eq!(status, 201, "{created}");
     assert_eq!(
-        created["account_sid"], account["account_sid"],
+        created["account_sid"], owner.user,
         "a key acts for its account"
     );
 
-    let revoked = crate::support::bindery(&dir, &["keys", "revoke", &key.user]);
+    let revoked = crate::support::bindery(&app.data_dir(), &["keys", "revoke", &key.user]);
     assert!(revoked.status.success());
     assert_eq!(app.get("/v2/Services", Some(&key)).0, 401);
     assert_eq!(
@@ -95,8 +77,7 @@ fn accounts_and_keys_made_while_serving_work_at_once_and_revoked_keys_stop() {
 #[test]
 fn another_accounts_service_is_answered_as_missing() {
     let app = TestApp::spawn();
-    let other = bindery_json(&app.data_dir(), &["accounts", "create"]);
-    let other = credentials(&other["account_sid"], &other["auth_token"]);
+    let other = app.other_account();
     let (status, mine) = app.post_form("/v2/Services", &app.account, &[("FriendlyName", "mine")]);
     assert_eq!(status, 201, "{mine}");
     let path = format!("/v2/Services/{}", mine["sid"].as_str().unwrap());

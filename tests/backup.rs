@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tempfile::TempDir;
 
-use crate::support::{bindery, sid, TestApp};
+use crate::support::{bindery, sid, wait_until, TestApp, PATIENCE};
 
 #[test]
 fn a_backup_taken_under_writes_is_a_consistent_prefix_that_verifies() {
@@ -31,14 +31,13 @@ fn a_backup_taken_under_writes_is_a_consistent_prefix_that_verifies() {
         })
     };
     // Let some writes land before and during the copy.
-    while bindery(&app.data_dir(), &["export"])
-        .stdout
-        .split(|b| *b == b'\n')
-        .count()
-        < 50
-    {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_until(PATIENCE, "50 events in the log", || {
+        bindery(&app.data_dir(), &["export"])
+            .stdout
+            .split(|b| *b == b'\n')
+            .count()
+            >= 50
+    });
     let copies = TempDir::new().unwrap();
     let copy = copies.path().join("bindery-backup.db");
     let backup = bindery(&app.data_dir(), &["backup", "--to", copy.to_str().unwrap()]);

@@ -21,16 +21,16 @@
 //! (default `target/release/bindery`, built by `make test`; the debug binary if it is missing).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use tempfile::TempDir;
 
-use crate::support::{basic, first_account, segment, Credentials, BINARY};
+use crate::support::{basic, command, segment, Credentials, ServerLog, TestApp, BINARY, PATIENCE};
 
 const SERVICES: usize = 2;
 const USERS_PER_CLIENT: usize = 6;
@@ -947,95 +947,27 @@ fn fill_sids(after: &mut World, op: &Op, text: &str) -> Result<(), String> {
 
 // ---- The server ----
 
-struct Server {
-    child: Child,
-    base: String,
-    log: Arc<Mutex<Vec<String>>>,
+/// `bindery serve` from `binary` on `dir` with the harness's per-user limit, its stderr kept;
+/// on a fresh dir, `account` is `None` and the first account it writes is the app's.
+fn start(binary: &Path, dir: TempDir, account: Option<Credentials>) -> (TestApp, ServerLog) {
+    let limit = PER_USER_LIMIT.to_string();
+    TestApp::spawn_logged_from(
+        binary,
+        dir,
+        &[("BINDERY_BINDINGS__PER_USER_LIMIT", &limit)],
+        account,
+    )
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    fn log_tail(&self) -> String {
-        let log = self.log.lock().expect("the log lock");
-        log[log.len().saturating_sub(30)..].join("\n")
-    }
-}
-
-fn bindery_command(binary: &Path) -> Command {
-    let mut command = Command::new(binary);
-    // The server reads every BINDERY_* variable as a setting and refuses unknown ones, such
-    // as this harness's BINDERY_CRASH_*.
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("BINDERY_") {
-            command.env_remove(name);
-        }
-    }
-    command
-}
-
-/// `bindery serve` on `dir`, up once it prints its `listening on` line; on a fresh dir the
-/// first account it writes is returned.
-fn start(binary: &Path, dir: &Path) -> (Server, Option<Credentials>) {
-    let fresh = !dir.join("bindery.db").exists();
-    let mut child = bindery_command(binary)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir)
-        .env(
-            "BINDERY_BINDINGS__PER_USER_LIMIT",
-            PER_USER_LIMIT.to_string(),
-        )
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("bindery serve starts");
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let kept = log.clone();
-    let (up_tx, up_rx) = mpsc::channel();
-    let stderr = child.stderr.take().expect("stderr");
-    std::thread::spawn(move || {
-        let marker = "listening on http://";
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split(marker).nth(1) {
-                let address: String = rest
-                    .chars()
-                    .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-                    .collect();
-                let _ = up_tx.send(address);
-            }
-            kept.lock().expect("the log lock").push(line);
-        }
-    });
-    let mut server = Server {
-        child,
-        base: String::new(),
-        log,
-    };
-    match up_rx.recv_timeout(Duration::from_secs(30)) {
-        Ok(address) => server.base = format!("http://{address}"),
-        Err(_) => panic!(
-            "bindery did not start listening within 30 s on {} (exit: {:?}):\n{}",
-            dir.display(),
-            server.child.try_wait(),
-            server.log_tail()
-        ),
-    }
-    if !fresh {
-        return (server, None);
-    }
-    let account = first_account(dir);
-    (server, Some(account))
+/// The last lines the server wrote on stderr, for a failure's report.
+fn log_tail(log: &ServerLog) -> String {
+    let lines = log.lines();
+    lines[lines.len().saturating_sub(30)..].join("\n")
 }
 
 /// `bindery verify --data-dir DIR` must exit 0.
 fn verify(binary: &Path, dir: &Path) -> Result<(), String> {
-    let output = bindery_command(binary)
+    let output = command(binary)
         .arg("verify")
         .arg("--data-dir")
         .arg(dir)
@@ -1094,23 +1026,24 @@ fn text(row: &Value, name: &str) -> String {
 #[derive(Default, Clone, PartialEq, Debug)]
 struct LogMark {
     last: i64,
-    fingerprint: Vec<i64>,
+    fingerprint: String,
 }
 
-fn fingerprint(db: &Path, up_to: i64) -> Vec<i64> {
-    let row = &sql(
+/// A SHA-256 of every column of every event up to `up_to`, in log order: any change to one of
+/// them, even one that keeps every length, changes it.
+fn fingerprint(db: &Path, up_to: i64) -> String {
+    use sha2::{Digest, Sha256};
+    let rows = sql(
         db,
-        &format!(
-            "SELECT count(*) AS n, coalesce(sum(stream_version), 0) AS v, \
-             coalesce(sum(length(data)), 0) AS d, coalesce(sum(length(stream)), 0) AS s, \
-             coalesce(sum(length(type)), 0) AS t, coalesce(sum(recorded_at % 1000003), 0) AS r \
-             FROM events WHERE position <= {up_to}"
-        ),
-    )[0];
-    ["n", "v", "d", "s", "t", "r"]
-        .iter()
-        .map(|name| int(row, name))
-        .collect()
+        &format!("SELECT * FROM events WHERE position <= {up_to} ORDER BY position"),
+    );
+    let mut hash = Sha256::new();
+    for row in &rows {
+        // One row a line; serde_json writes an object's keys in order.
+        hash.update(row.to_string().as_bytes());
+        hash.update(b"\n");
+    }
+    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The log has no gap, each stream's versions run 1..k, the checkpoint is at the end, what
@@ -1253,7 +1186,7 @@ fn walk(agent: &ureq::Agent, auth: &str, base: &str, path: &str, key: &str) -> V
 }
 
 /// The served users and bindings must be the model's, SIDs included.
-fn check_api(server: &Server, auth: &str, services: &[String], model: &World) -> Vec<String> {
+fn check_api(server: &TestApp, auth: &str, services: &[String], model: &World) -> Vec<String> {
     let agent = ureq::AgentBuilder::new()
         .timeout(Duration::from_secs(30))
         .build();
@@ -1263,7 +1196,7 @@ fn check_api(server: &Server, auth: &str, services: &[String], model: &World) ->
         for user in walk(
             &agent,
             auth,
-            &server.base,
+            &server.base_url,
             &format!("/v2/Services/{service}/Users?PageSize=100"),
             "users",
         ) {
@@ -1272,7 +1205,7 @@ fn check_api(server: &Server, auth: &str, services: &[String], model: &World) ->
         for binding in walk(
             &agent,
             auth,
-            &server.base,
+            &server.base_url,
             &format!("/v2/Services/{service}/Bindings?PageSize=50"),
             "bindings",
         ) {
@@ -1386,7 +1319,7 @@ fn fail(
 
 fn run(settings: &Settings) -> Outcome {
     let started = Instant::now();
-    let dir = tempfile::TempDir::new().expect("temp dir");
+    let mut dir = TempDir::new().expect("temp dir");
     let db = dir.path().join("bindery.db");
     let mut rng = Rng(settings.seed);
     let mut clients: Vec<Client> = (0..settings.clients)
@@ -1398,16 +1331,14 @@ fn run(settings: &Settings) -> Outcome {
     let mut totals = Counts::default();
 
     for cycle in 1..=settings.cycles {
-        let (server, printed) = start(&settings.binary, dir.path());
-        if let Some(printed) = printed {
-            account = Some(printed);
-        }
-        let auth = basic(account.as_ref().expect("the first account"));
+        let (mut server, log) = start(&settings.binary, dir, account.take());
+        account = Some(server.account.clone());
+        let auth = basic(&server.account);
         if services.is_empty() {
             let agent = ureq::agent();
             for n in 0..SERVICES {
                 let body: Value = agent
-                    .post(&format!("{}/v2/Services", server.base))
+                    .post(&server.url("/v2/Services"))
                     .set("Authorization", &auth)
                     .send_form(&[("FriendlyName", &format!("crash {n}"))])
                     .expect("a service")
@@ -1417,14 +1348,14 @@ fn run(settings: &Settings) -> Outcome {
             }
             mark = LogMark {
                 last: int(&sql(&db, "SELECT max(position) AS p FROM events")[0], "p"),
-                fingerprint: Vec::new(),
+                fingerprint: String::new(),
             };
             mark.fingerprint = fingerprint(&db, mark.last);
         } else {
             let model = merged(&clients);
             let violations = check_api(&server, &auth, &services, &model);
             if !violations.is_empty() {
-                fail(cycle, settings, &clients, &violations, &server.log_tail());
+                fail(cycle, settings, &clients, &violations, &log_tail(&log));
             }
         }
 
@@ -1434,7 +1365,7 @@ fn run(settings: &Settings) -> Outcome {
             .drain(..)
             .map(|mut client| {
                 let (base, auth, services, stop) = (
-                    server.base.clone(),
+                    server.base_url.clone(),
                     auth.clone(),
                     services.clone(),
                     stop.clone(),
@@ -1449,16 +1380,15 @@ fn run(settings: &Settings) -> Outcome {
             .collect();
         let delay = rng.between(KILL_AFTER_MS);
         std::thread::sleep(Duration::from_millis(delay));
-        let mut server = server;
-        server.child.kill().expect("SIGKILL");
+        server.kill();
         stop.store(true, Ordering::SeqCst);
         clients = workers
             .into_iter()
             .map(|w| w.join().expect("a client thread"))
             .collect();
-        server.child.wait().expect("the killed server is reaped");
-        let log = server.log_tail();
-        drop(server);
+        // Reaped; the data dir is back for the next start.
+        (dir, _) = server.into_dir_and_account();
+        let log = log_tail(&log);
 
         // The server is down: the crashed database as the next start will find it.
         let mut violations: Vec<String> = clients
@@ -1504,22 +1434,17 @@ fn run(settings: &Settings) -> Outcome {
     }
 
     // The end: start once more, check what is served, stop cleanly and check again.
-    let (server, _) = start(&settings.binary, dir.path());
-    let auth = basic(account.as_ref().expect("the first account"));
+    let (mut server, log) = start(&settings.binary, dir, account);
+    let auth = basic(&server.account);
     let mut violations = check_api(&server, &auth, &services, &merged(&clients));
-    let stopped = Command::new("kill")
-        .arg("-TERM")
-        .arg(server.child.id().to_string())
-        .status()
-        .expect("kill runs");
-    assert!(stopped.success(), "kill -TERM failed");
-    let mut server = server;
-    let status = server.child.wait().expect("bindery exits");
-    if !status.success() {
-        violations.push(format!("after SIGTERM bindery exited with {status}"));
+    server.terminate();
+    match server.wait_for_exit(PATIENCE) {
+        Some(status) if status.success() => {}
+        Some(status) => violations.push(format!("after SIGTERM bindery exited with {status}")),
+        None => violations.push(format!("bindery still ran {PATIENCE:?} after SIGTERM")),
     }
-    let log = server.log_tail();
-    drop(server);
+    let (dir, _) = server.into_dir_and_account();
+    let log = log_tail(&log);
     mark = check_log(&db, &mark, &mut violations);
     if let Err(e) = verify(&settings.binary, dir.path()) {
         violations.push(e);

@@ -1,12 +1,10 @@
 //! Notify through the default `log` transport, and the helpers the transport tests share
 //! (`tests/webhook.rs`, `tests/desktop.rs`).
 
-use std::time::Duration;
-
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::support::{sid, TestApp};
+use crate::support::{sid, TestApp, PATIENCE};
 
 pub const DELIVERIES: &str = "bindery_deliveries_total";
 
@@ -151,7 +149,7 @@ fn the_log_transport_delivers_to_every_targeted_binding_and_counts_it() {
     // One log line per push, with the binding's SID and never the whole token.
     for binding in [&alice_phone, &alice_tablet, &bob_phone] {
         assert!(
-            log.wait_for(binding, Duration::from_secs(5)),
+            log.wait_for(binding, PATIENCE),
             "no log line names {binding}:\n{}",
             log.lines().join("\n")
         );

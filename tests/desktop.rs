@@ -11,13 +11,13 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use tempfile::TempDir;
 
 use crate::delivery::{chat_service, notify, register, result_for, DELIVERIES};
-use crate::support::{serve_until_exit, TestApp};
+use crate::support::{poll_until, serve_until_exit, TestApp, PATIENCE};
 
 const NOTIFICATIONS: &str = "org.freedesktop.Notifications";
 
@@ -51,12 +51,8 @@ impl Drop for Guard {
             .arg("-TERM")
             .arg(self.child.id().to_string())
             .status();
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline {
-            if self.exited().is_some() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
+        if poll_until(Duration::from_secs(3), || self.exited().is_some()) {
+            return;
         }
         eprintln!("{} ignored SIGTERM; killing it", self.name);
         let _ = self.child.kill();
@@ -112,7 +108,7 @@ impl Session {
                     .stdout(Stdio::piped())
                     .stderr(log_file(dir.path(), "xvfb.log")),
             );
-            let number = first_line(&mut xvfb, Duration::from_secs(10));
+            let number = first_line(&mut xvfb, PATIENCE);
             assert!(
                 !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()),
                 "Xvfb printed {number:?} for its display"
@@ -136,7 +132,7 @@ impl Session {
             None => bus_command.env_remove("DISPLAY"),
         };
         let mut bus_daemon = Guard::spawn("dbus-daemon", &mut bus_command);
-        let bus = first_line(&mut bus_daemon, Duration::from_secs(10));
+        let bus = first_line(&mut bus_daemon, PATIENCE);
         assert!(bus.starts_with("unix:"), "dbus-daemon printed {bus:?}");
 
         let mut session = Session {
@@ -170,8 +166,8 @@ impl Session {
                 .stderr(log_file(self.dir.path(), "dunst.err")),
         );
         let pid = dunst.child.id().to_string();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
+        let mut owner_pid = None;
+        let owned = poll_until(PATIENCE, || {
             if let Some(status) = dunst.exited() {
                 panic!("dunst exited ({status}):\n{}", self.logs());
             }
@@ -188,21 +184,21 @@ impl Session {
                 ],
             );
             if owner.status.success() {
-                let text = String::from_utf8_lossy(&owner.stdout);
-                assert_eq!(
-                    text.split_whitespace().last(),
-                    Some(pid.as_str()),
-                    "{NOTIFICATIONS} is owned by another process than our dunst: {text}"
-                );
-                break;
+                owner_pid = Some(String::from_utf8_lossy(&owner.stdout).into_owned());
             }
-            assert!(
-                Instant::now() < deadline,
-                "dunst did not take {NOTIFICATIONS} within 10 s:\n{}",
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+            owner_pid.is_some()
+        });
+        assert!(
+            owned,
+            "dunst did not take {NOTIFICATIONS} within {PATIENCE:?}:\n{}",
+            self.logs()
+        );
+        let text = owner_pid.unwrap_or_default();
+        assert_eq!(
+            text.split_whitespace().last(),
+            Some(pid.as_str()),
+            "{NOTIFICATIONS} is owned by another process than our dunst: {text}"
+        );
         self.dunst = Some(dunst);
     }
 
@@ -222,15 +218,11 @@ impl Session {
                 .stderr(log_file(self.dir.path(), "monitor.err")),
         );
         // Once it is a monitor, it has lost the name it was given.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !self.notify_calls().contains("NameLost") {
-            assert!(
-                Instant::now() < deadline,
-                "dbus-monitor did not attach:\n{}",
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        assert!(
+            poll_until(PATIENCE, || self.notify_calls().contains("NameLost")),
+            "dbus-monitor did not attach:\n{}",
+            self.logs()
+        );
         self.monitor = Some(monitor);
     }
 
@@ -273,8 +265,8 @@ impl Session {
     /// Closes every notification dunst shows and returns its history, newest first, each as
     /// (appname, summary, body), once it holds at least `count`.
     fn history(&self, count: usize) -> Vec<(String, String, String)> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
+        let mut shown = Vec::new();
+        let enough = poll_until(PATIENCE, || {
             self.dunstctl(&["close-all"]);
             let text = self.dunstctl(&["history"]);
             let history: Value = serde_json::from_str(&text)
@@ -285,23 +277,21 @@ impl Session {
                     .unwrap_or_else(|| panic!("no {name} in {n}"))
                     .to_owned()
             };
-            let shown: Vec<(String, String, String)> = history["data"][0]
+            shown = history["data"][0]
                 .as_array()
                 .unwrap_or_else(|| panic!("no history list in {text}"))
                 .iter()
                 .map(|n| (field(n, "appname"), field(n, "summary"), field(n, "body")))
                 .collect();
-            if shown.len() >= count {
-                return shown;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "dunst's history holds {} notifications, not {count}: {shown:?}\n{}",
-                shown.len(),
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            shown.len() >= count
+        });
+        assert!(
+            enough,
+            "dunst's history holds {} notifications, not {count}: {shown:?}\n{}",
+            shown.len(),
+            self.logs()
+        );
+        shown
     }
 
     /// Every log the session's processes wrote, for failure messages.

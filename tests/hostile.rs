@@ -1,13 +1,15 @@
 //! Hostile input: bodies over the limit, deep and malformed JSON in `Attributes`, text that is
 //! not UTF-8, NUL bytes, thousands of repeated keys, and identities that look like paths or
-//! SQL. Every answer is a clean 2xx or 4xx in Twilio's error shape, in bounded time; whatever is
-//! stored reads back byte for byte; and the database still verifies and keeps its tables.
+//! SQL. Every answer is a clean 2xx or 4xx in Twilio's error shape, and comes (a request still
+//! unanswered after `support::REQUEST_TIMEOUT` fails the test; how long an answer took is not
+//! measured, which on a loaded machine would flake); whatever is stored reads back byte for
+//! byte; and the database still verifies and keeps its tables.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::delivery::{chat_service, register, result_for, targeted};
 use crate::support::{
     assert_error, escape_all, form, segment, sid, user_bindings_path, user_path, TestApp,
 };
@@ -126,7 +128,6 @@ fn bodies_over_the_limit_answer_413_in_the_twilio_shape() {
     let auth = crate::support::basic(&app.account);
     for size in [1 << 20, 8 << 20] {
         let body = vec![b'a'; size];
-        let started = Instant::now();
         let reply = app.raw_http(
             "POST",
             users.as_bytes(),
@@ -144,11 +145,6 @@ fn bodies_over_the_limit_answer_413_in_the_twilio_shape() {
         assert_eq!(
             (body["code"].as_u64(), body["status"].as_u64()),
             (Some(20001), Some(413))
-        );
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "{:?}",
-            started.elapsed()
         );
     }
     // Chunked, so that no Content-Length announces the size.
@@ -517,18 +513,12 @@ fn thousands_of_repeated_keys_are_answered_cleanly_in_bounded_time() {
         (user_bindings_path(&service, "alice"), 1_000),
     ] {
         let query = vec!["BindingType=apn"; count].join("&");
-        let started = Instant::now();
         let reply = app.raw_as(
             &app.account,
             "GET",
             format!("{path}?{query}").as_bytes(),
             &[],
             b"",
-        );
-        let elapsed = started.elapsed();
-        assert!(
-            elapsed < Duration::from_secs(5),
-            "{count} keys: {elapsed:?}"
         );
         assert!(
             (200..500).contains(&reply.status),
@@ -554,13 +544,7 @@ fn thousands_of_repeated_keys_are_answered_cleanly_in_bounded_time() {
         let mut body = form(&[("BindingType", "gcm"), ("Address", "tok-bob")]);
         body.push_str(&"&MessageTypes=new_message".repeat(count));
         assert_eq!(body.len() <= LIMIT, fits);
-        let started = Instant::now();
         let reply = app.post_raw(&register, Some(FORM), body.as_bytes());
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "{:?}",
-            started.elapsed()
-        );
         if fits {
             assert!(reply.status == 201 || reply.status == 200, "{}", reply.text);
             assert_eq!(
@@ -579,21 +563,75 @@ fn thousands_of_repeated_keys_are_answered_cleanly_in_bounded_time() {
         body.as_bytes(),
     );
     assert_error(&reply, 400, 20001);
-    // Thousands of identities to notify.
-    let mut body = form(&[("Type", "new_message"), ("Body", "hi")]);
-    body.push_str(&"&Identity=alice".repeat(3_000));
-    let started = Instant::now();
+    assert_alive(&app);
+    assert_database_intact(&app);
+}
+
+/// The most identities one notify may name.
+const NOTIFY_LIMIT: usize = 1_000;
+
+#[test]
+fn a_notify_to_a_thousand_identities_reaches_every_binding() {
+    let app = spawn();
+    let service = chat_service(&app, "fan-out");
+    let identities: Vec<String> = (0..NOTIFY_LIMIT).map(|n| format!("fan-{n:04}")).collect();
+    // One binding each, registered by a few clients at once.
+    let bindings: Vec<String> = std::thread::scope(|scope| {
+        let clients: Vec<_> = identities
+            .chunks(NOTIFY_LIMIT / 4)
+            .map(|chunk| {
+                let (app, service) = (&app, &service);
+                scope.spawn(move || {
+                    chunk
+                        .iter()
+                        .map(|identity| {
+                            let address = format!("token-{identity}");
+                            register(
+                                app,
+                                service,
+                                identity,
+                                &[("BindingType", "fcm"), ("Address", &address)],
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        clients
+            .into_iter()
+            .flat_map(|c| c.join().expect("a client"))
+            .collect()
+    });
+
+    let mut body = form(&[("Body", "hi")]);
+    for identity in &identities {
+        body.push_str(&format!("&Identity={identity}"));
+    }
+    assert!(body.len() <= LIMIT, "{} bytes", body.len());
     let reply = app.post_raw(
         &format!("/v2/Services/{service}/Notifications"),
         Some(FORM),
         body.as_bytes(),
     );
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "{:?}",
-        started.elapsed()
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    let answer = &reply.body;
+    assert_eq!(answer["enabled"], true, "{answer}");
+    assert_eq!(
+        answer["identities"].as_array().map(Vec::len),
+        Some(NOTIFY_LIMIT),
+        "every identity named"
     );
-    assert_clean(reply.status, &reply.body, "notify");
+    assert_eq!(
+        (&answer["targeted"], &answer["delivered"], &answer["failed"]),
+        (&NOTIFY_LIMIT.into(), &NOTIFY_LIMIT.into(), &0.into()),
+        "one push to each identity's binding"
+    );
+    let mut expected = bindings.clone();
+    expected.sort();
+    assert_eq!(targeted(answer), expected);
+    for binding in &bindings {
+        assert_eq!(result_for(answer, binding)["status"], "delivered");
+    }
     assert_alive(&app);
     assert_database_intact(&app);
 }

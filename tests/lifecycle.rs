@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::support::{
-    assert_error, form, is_twilio_date, sid, user_bindings_path, user_path, Credentials, Reply,
-    TestApp,
+    assert_error, form, is_twilio_date, sid, user_bindings_path, user_path, wait_until,
+    Credentials, Pending, Reply, TestApp, PATIENCE,
 };
 
 const FORM: (&str, &str) = ("Content-Type", "application/x-www-form-urlencoded");
@@ -919,6 +919,17 @@ fn a_change_feed_consumer_keeps_an_exact_copy_of_the_bindings() {
     app.verify();
 }
 
+/// `GET /v2/Events?After={after}&Wait={wait}` as `credentials`, once the server has read it
+/// (and, a moment later, parked it for want of events); its answer is read later.
+fn start_poll(app: &TestApp, credentials: &Credentials, after: i64, wait: u64) -> Pending {
+    let target = format!("/v2/Events?After={after}&Wait={wait}");
+    let poll = app.raw_start_as(credentials, "GET", target.as_bytes());
+    wait_until(PATIENCE, "the server to read the long poll", || {
+        poll.read_by_server()
+    });
+    poll
+}
+
 #[test]
 fn a_long_poll_waits_and_wakes_when_an_event_is_written() {
     let app = TestApp::spawn();
@@ -931,7 +942,8 @@ fn a_long_poll_waits_and_wakes_when_an_event_is_written() {
     .expect(201);
     let latest = last_position(&app, &app.account);
 
-    // Nothing new within Wait=1: an empty page, after waiting.
+    // Nothing new within Wait=1: an empty page, after waiting. The one timing here is a
+    // lower bound on the server's own wait, measured around it: load only lengthens it.
     let asked = Instant::now();
     let page = app
         .get_raw(&format!("/v2/Events?After={latest}&Wait=1"))
@@ -946,38 +958,19 @@ fn a_long_poll_waits_and_wakes_when_an_event_is_written() {
         "Wait=1 with nothing new waits about a second, not {waited:?}"
     );
 
-    // A poll with Wait=10 is answered by a registration made while it waits.
-    let (asking, asked) = mpsc::channel();
-    let (page, returned, written, bob) = std::thread::scope(|scope| {
-        let poller = scope.spawn(|| {
-            asking.send(Instant::now()).unwrap();
-            let page = app
-                .get_raw(&format!("/v2/Events?After={latest}&Wait=10"))
-                .expect(200);
-            (page, Instant::now())
-        });
-        let asked_at = asked.recv().unwrap();
-        // Not a measurement: only gives the request time to reach the server and park.
-        std::thread::sleep(Duration::from_millis(500));
-        let written = Instant::now();
-        let bob = app
-            .register_binding(
-                &chat,
-                "bob",
-                &[("BindingType", "fcm"), ("Address", "b-token")],
-            )
-            .expect(201);
-        let (page, returned) = poller.join().unwrap();
-        assert!(
-            returned.duration_since(asked_at) < Duration::from_secs(9),
-            "woken by the write, not by Wait running out"
-        );
-        (page, returned, written, bob)
-    });
-    assert!(
-        returned > written,
-        "the poll answered before the write it returns: {page}"
-    );
+    // A poll with Wait=30, parked on the server, is answered by a registration made while it
+    // waits: with its events, which it would not have had, had Wait run out.
+    let poll = start_poll(&app, &app.account, latest, 30);
+    let bob = app
+        .register_binding(
+            &chat,
+            "bob",
+            &[("BindingType", "fcm"), ("Address", "b-token")],
+        )
+        .expect(201);
+    let page = poll.answer();
+    assert_eq!(page.status, 200, "{page:?}");
+    let page = page.json();
     let events = page["events"].as_array().unwrap();
     assert_eq!(
         types(events),
@@ -989,41 +982,33 @@ fn a_long_poll_waits_and_wakes_when_an_event_is_written() {
     assert_eq!(events[1]["data"]["identity"], "bob");
     assert_eq!(page["meta"]["next_after"], position(&events[1]));
 
-    // Another account's writes do not answer this account's poll.
+    // Another account's writes do not answer this account's poll: it waits past them, for the
+    // write of its own account that follows.
     let stranger = app.other_account();
     let theirs = sid(&app
         .post_as(&stranger, "/v2/Services", &[("FriendlyName", "theirs")])
         .expect(201));
     let latest = last_position(&app, &app.account);
-    let (asking, asked) = mpsc::channel();
-    let (page, returned, written) = std::thread::scope(|scope| {
-        let poller = scope.spawn(|| {
-            asking.send(()).unwrap();
-            let page = app
-                .get_raw(&format!("/v2/Events?After={latest}&Wait=4"))
-                .expect(200);
-            (page, Instant::now())
-        });
-        asked.recv().unwrap();
-        std::thread::sleep(Duration::from_millis(300));
-        app.send_as(
-            &stranger,
-            "POST",
-            &user_bindings_path(&theirs, "mallory"),
-            &[FORM],
-            Some(form(&[("BindingType", "apn"), ("Address", "their-token")]).as_bytes()),
-        )
-        .expect(201);
-        let written = Instant::now();
-        let (page, returned) = poller.join().unwrap();
-        (page, returned, written)
-    });
-    assert_eq!(page["events"], json!([]), "{page}");
-    assert_eq!(page["meta"]["next_after"], latest);
-    assert!(
-        returned > written,
-        "the poll kept waiting past the other account's write"
+    let poll = start_poll(&app, &app.account, latest, 30);
+    app.send_as(
+        &stranger,
+        "POST",
+        &user_bindings_path(&theirs, "mallory"),
+        &[FORM],
+        Some(form(&[("BindingType", "apn"), ("Address", "their-token")]).as_bytes()),
+    )
+    .expect(201);
+    let carol = app.create_user(&chat, "carol");
+    let page = poll.answer();
+    assert_eq!(page.status, 200, "{page:?}");
+    let page = page.json();
+    let events = page["events"].as_array().unwrap();
+    assert_eq!(
+        types(events),
+        ["UserCreated"],
+        "carol's creation, and nothing of the other account's: {page}"
     );
+    assert_eq!(events[0]["sid"], carol["sid"], "{page}");
     let theirs_feed = whole_feed(&app, &stranger);
     assert!(theirs_feed
         .iter()

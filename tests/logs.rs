@@ -1,53 +1,27 @@
 //! The server's log: one JSON line per request with its id, route, status and duration, and
 //! never a secret, a token or a push address.
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::support::{basic, first_account, Credentials, BINARY};
+use crate::support::{basic, Credentials, TestApp, PATIENCE};
 
 #[test]
 fn json_logs_carry_one_line_per_request_and_no_secret() {
-    let dir = TempDir::new().unwrap();
-    let log_path = dir.path().join("stderr.log");
-    let out_path = dir.path().join("stdout.log");
-    let mut child = Command::new(BINARY)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .env("BINDERY_LOG__FORMAT", "json")
-        .stdout(Stdio::from(std::fs::File::create(&out_path).unwrap()))
-        .stderr(Stdio::from(std::fs::File::create(&log_path).unwrap()))
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    let address = loop {
-        let log = std::fs::read_to_string(&log_path).unwrap();
-        if let Some(rest) = log.split("listening on http://").nth(1) {
-            break rest
-                .chars()
-                .take_while(|c| *c != '"' && !c.is_whitespace())
-                .collect::<String>();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "not listening:\n{log}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    // No terminal on stdout: the first account went to a file, and nothing to stdout.
-    assert_eq!(std::fs::read_to_string(&out_path).unwrap(), "");
-    let account = first_account(&dir.path().join("data"));
-    let file = dir.path().join("data/first-account.json");
+    let (app, log) = TestApp::spawn_logged(
+        TempDir::new().unwrap(),
+        &[("BINDERY_LOG__FORMAT", "json")],
+        None,
+    );
+    let account = app.account.clone();
+    let file = app.data_dir().join("first-account.json");
     let mode = std::os::unix::fs::PermissionsExt::mode(&file.metadata().unwrap().permissions());
     assert_eq!(
         mode & 0o777,
         0o600,
         "only its owner may read the first account"
     );
-    let url = |path: &str| format!("http://{address}{path}");
+    let url = |path: &str| app.url(path);
 
     let service: Value = ureq::post(&url("/v2/Services"))
         .set("Authorization", &basic(&account))
@@ -78,12 +52,17 @@ fn json_logs_carry_one_line_per_request_and_no_secret() {
         .call();
     assert!(matches!(refused, Err(ureq::Error::Status(401, _))));
 
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status();
-    assert!(child.wait().unwrap().success());
-    let log = std::fs::read_to_string(&log_path).unwrap();
+    let mut app = app;
+    app.terminate();
+    let status = app.wait_for_exit(PATIENCE);
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    let stdout = &app.stdout;
+    // Everything it wrote is in: both streams ended with the process.
+    log.wait_closed();
+    stdout.wait_closed();
+    // No terminal on stdout: the first account went to a file, and nothing to stdout.
+    assert_eq!(stdout.lines(), Vec::<String>::new());
+    let log = log.lines().join("\n");
 
     // The first start's auth token is not in the log (the journal, under systemd); where it
     // is, is.
@@ -109,6 +88,6 @@ fn json_logs_carry_one_line_per_request_and_no_secret() {
     assert!(registration["fields"]["duration_ms"].as_f64().is_some());
     assert!(requests.iter().any(|l| l["fields"]["status"] == 401));
     // The request id is recorded with the events the request appended.
-    let exported = crate::support::bindery(&dir.path().join("data"), &["export"]);
+    let exported = crate::support::bindery(&app.data_dir(), &["export"]);
     assert!(String::from_utf8_lossy(&exported.stdout).contains("\"request_id\":\"test-request-1\""));
 }

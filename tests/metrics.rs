@@ -1,5 +1,6 @@
 //! The operators' side: `/metrics` as a real Prometheus scrapes it, as `promtool` lints it,
-//! on its own address with `metrics.listen`, and the files in `config/` that build on it.
+//! on its own address with `metrics.listen`, and the files in `config/` that build on it (the
+//! Grafana dashboard, the scrape config; the systemd unit is `tests/systemd.rs`'s).
 //!
 //! These tests need the `prometheus` and `promtool` binaries (Debian package `prometheus`,
 //! installed by `.ci/run`); they fail, not skip, without them.
@@ -9,12 +10,15 @@ use std::io::Write;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::support::{sid, user_bindings_path, Credentials, ServerLog, TestApp};
+use crate::support::promql::metric_names;
+use crate::support::{
+    poll_until, sid, user_bindings_path, Credentials, ServerLog, TestApp, PATIENCE,
+};
 
 const USER_BINDINGS: &str = "/v2/Services/{ServiceSid}/Users/{UserSid}/Bindings";
 
@@ -213,23 +217,29 @@ impl Prometheus {
         panic!("prometheus did not start in three attempts");
     }
 
-    /// Whether `/-/ready` answers 200 within 20 s; false if the process exits first.
+    /// Whether `/-/ready` answers 200; false if the process exits first.
     fn wait_ready(&mut self, attempt: u32) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                eprintln!("prometheus exited ({status}):\n{}", self.log(attempt));
-                return false;
-            }
-            let ready = ureq::get(&format!("{}/-/ready", self.url))
-                .timeout(Duration::from_secs(1))
-                .call();
-            if matches!(ready, Ok(r) if r.status() == 200) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        let mut exited = None;
+        let settled = poll_until(PATIENCE, || {
+            exited = self.child.try_wait().expect("try_wait");
+            exited.is_some()
+                || matches!(
+                    ureq::get(&format!("{}/-/ready", self.url))
+                        .timeout(Duration::from_secs(1))
+                        .call(),
+                    Ok(r) if r.status() == 200
+                )
+        });
+        if let Some(status) = exited {
+            eprintln!("prometheus exited ({status}):\n{}", self.log(attempt));
+            return false;
         }
-        panic!("prometheus not ready within 20 s:\n{}", self.log(attempt));
+        assert!(
+            settled,
+            "prometheus not ready within {PATIENCE:?}:\n{}",
+            self.log(attempt)
+        );
+        true
     }
 
     fn log(&self, attempt: u32) -> String {
@@ -332,23 +342,20 @@ fn a_real_prometheus_scrapes_the_metrics_listener_and_sees_the_traffic() {
             0.0,
         ),
     ];
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let seen: Vec<(&str, Option<f64>, f64)> = expectations
+    let mut seen: Vec<(&str, Option<f64>, f64)> = Vec::new();
+    let scraped = poll_until(PATIENCE, || {
+        seen = expectations
             .iter()
             .map(|(expr, want)| (expr.as_str(), prometheus.scalar(expr), *want))
             .collect();
-        if seen.iter().all(|(_, got, want)| *got == Some(*want)) {
-            break;
-        }
-        if Instant::now() >= deadline {
-            let (_, _, scrape) = fetch(&format!("{metrics_url}/metrics"));
-            panic!(
-                "Prometheus did not see the expected values within 30 s \
-                 (expression, seen, expected): {seen:#?}\nBindery's /metrics now:\n{scrape}"
-            );
-        }
-        std::thread::sleep(Duration::from_millis(250));
+        seen.iter().all(|(_, got, want)| *got == Some(*want))
+    });
+    if !scraped {
+        let (_, _, scrape) = fetch(&format!("{metrics_url}/metrics"));
+        panic!(
+            "Prometheus did not see the expected values within {PATIENCE:?} \
+             (expression, seen, expected): {seen:#?}\nBindery's /metrics now:\n{scrape}"
+        );
     }
     // Nothing else was registered: the POST counter was 201 every time.
     assert_eq!(
@@ -553,143 +560,6 @@ fn panel_expressions(dashboard: &Value) -> Vec<(String, String)> {
     out
 }
 
-/// The metric names a PromQL expression reads: identifiers that are not functions,
-/// aggregation keywords, label names or Grafana variables.
-fn metric_names(expr: &str) -> BTreeSet<String> {
-    // Quoted strings and Grafana variables are no names.
-    let mut text = String::new();
-    let mut chars = expr.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' | '\'' | '`' => {
-                while let Some(d) = chars.next() {
-                    if d == '\\' {
-                        chars.next();
-                    } else if d == c {
-                        break;
-                    }
-                }
-                text.push_str(" \"\" ");
-            }
-            '$' => {
-                while chars.peek().is_some_and(|d| {
-                    d.is_ascii_alphanumeric() || *d == '_' || *d == '{' || *d == '}'
-                }) {
-                    chars.next();
-                }
-                text.push(' ');
-            }
-            c => text.push(c),
-        }
-    }
-    // Label matchers `{…}`, ranges `[…]` and grouping lists `by (…)` hold no metric names.
-    let mut stripped = String::new();
-    let mut depth = 0;
-    for c in text.chars() {
-        match c {
-            '{' | '[' => depth += 1,
-            '}' | ']' => depth -= 1,
-            c if depth == 0 => stripped.push(c),
-            _ => {}
-        }
-    }
-    let grouping = [
-        "by",
-        "without",
-        "on",
-        "ignoring",
-        "group_left",
-        "group_right",
-    ];
-    // Aggregations may put their grouping first (`sum by (a) (…)`), so they are not always
-    // followed by a parenthesis.
-    let keywords = [
-        "and",
-        "or",
-        "unless",
-        "bool",
-        "offset",
-        "inf",
-        "nan",
-        "sum",
-        "min",
-        "max",
-        "avg",
-        "group",
-        "stddev",
-        "stdvar",
-        "count",
-        "count_values",
-        "bottomk",
-        "topk",
-        "quantile",
-    ];
-    let tokens: Vec<(String, char)> = {
-        let mut out = Vec::new();
-        let mut current = String::new();
-        let chars: Vec<char> = stripped.chars().collect();
-        let mut i = 0;
-        while i < chars.len() {
-            let c = chars[i];
-            if c.is_ascii_alphanumeric() || c == '_' || c == ':' {
-                current.push(c);
-            } else if !current.is_empty() {
-                let next = chars[i..].iter().find(|c| !c.is_whitespace()).copied();
-                out.push((std::mem::take(&mut current), next.unwrap_or(' ')));
-            }
-            i += 1;
-        }
-        if !current.is_empty() {
-            out.push((current, ' '));
-        }
-        out
-    };
-    let mut names = BTreeSet::new();
-    let mut skip_list = false;
-    for (token, next) in tokens {
-        if skip_list {
-            // Inside `by (a, b)`: label names until the list closes; the tokenizer loses the
-            // parenthesis, so a list ends at the first token not followed by `,`.
-            skip_list = next == ',';
-            continue;
-        }
-        let lower = token.to_ascii_lowercase();
-        if grouping.contains(&lower.as_str()) {
-            skip_list = next == '(';
-            continue;
-        }
-        if next == '('
-            || keywords.contains(&lower.as_str())
-            || token.starts_with(|c: char| c.is_ascii_digit())
-        {
-            continue;
-        }
-        names.insert(token);
-    }
-    names
-}
-
-#[test]
-fn promql_names_are_read_out_of_expressions() {
-    assert_eq!(
-        metric_names(
-            "histogram_quantile(0.99, sum by (le, route) (rate(bindery_http_request_duration_seconds_bucket{job=~\"$job\"}[$__rate_interval])))"
-        ),
-        BTreeSet::from(["bindery_http_request_duration_seconds_bucket".to_owned()])
-    );
-    assert_eq!(
-        metric_names("bindery_log_position - on (instance) bindery_projection_position"),
-        BTreeSet::from([
-            "bindery_log_position".to_owned(),
-            "bindery_projection_position".to_owned()
-        ])
-    );
-    assert_eq!(
-        metric_names("sum without (status, method) (rate(x_total[5m])) / 2"),
-        BTreeSet::from(["x_total".to_owned()])
-    );
-}
-
 #[test]
 fn the_grafana_dashboard_reads_only_metrics_bindery_serves() {
     let path = repository().join("config/grafana-dashboard.json");
@@ -786,32 +656,4 @@ fn promtool_accepts_the_shipped_scrape_config() {
         String::from_utf8_lossy(&checked.stdout),
         String::from_utf8_lossy(&checked.stderr)
     );
-}
-
-/// The unit stops the server no sooner than the server's own 10 s shutdown timeout.
-#[test]
-fn the_systemd_unit_waits_longer_than_the_shutdown_timeout() {
-    let unit = std::fs::read_to_string(repository().join("config/bindery.service"))
-        .expect("config/bindery.service");
-    let setting = |key: &str| {
-        unit.lines()
-            .map(str::trim)
-            .filter(|l| !l.starts_with('#'))
-            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
-            .map(str::trim)
-            .unwrap_or_else(|| panic!("no {key}= in the unit"))
-            .to_owned()
-    };
-    assert_eq!(
-        setting("ExecStart"),
-        "/usr/local/bin/bindery serve --config /etc/bindery/bindery.toml"
-    );
-    let timeout = setting("TimeoutStopSec");
-    let seconds: u64 = timeout
-        .trim_end_matches('s')
-        .parse()
-        .unwrap_or_else(|_| panic!("TimeoutStopSec={timeout} in plain seconds"));
-    assert!(seconds > 10, "TimeoutStopSec={timeout}");
-    assert_eq!(setting("StateDirectory"), "bindery");
-    assert_eq!(setting("KillSignal"), "SIGTERM");
 }

@@ -4,11 +4,12 @@
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{assert_error, form, query_pairs, sid, user_bindings_path, Reply, TestApp};
+use crate::support::{
+    assert_error, form, query_pairs, sid, user_bindings_path, wait_until, Reply, TestApp, PATIENCE,
+};
 
 /// Every list route of one service with one user, and the largest page each may answer.
 fn lists(service: &str) -> [(String, &'static str, u64); 5] {
@@ -223,20 +224,30 @@ fn walking_a_users_bindings_while_another_client_writes_neither_repeats_nor_skip
         .map(|i| register(&app, &service, user, &format!("before-{i}")))
         .collect();
 
+    // The writer and the walk take turns: the writer keeps at most two writes ahead of the
+    // pages walked, and the walk waits for a write before each next page.
     let done = Arc::new(AtomicBool::new(false));
     let writes = Arc::new(AtomicUsize::new(0));
+    let pages = Arc::new(AtomicUsize::new(0));
     let made_during = Arc::new(Mutex::new(Vec::<String>::new()));
     let writer = {
         let (app, service) = (Arc::clone(&app), service.clone());
-        let (done, writes, made_during) = (
+        let (done, writes, pages, made_during) = (
             Arc::clone(&done),
             Arc::clone(&writes),
+            Arc::clone(&pages),
             Arc::clone(&made_during),
         );
         std::thread::spawn(move || {
             let mut i = 0;
-            // Bounded, so that the walk reaches an end even if it is slower than the writer.
-            while !done.load(Ordering::SeqCst) && i < 60 {
+            // Bounded, so that the walk reaches an end.
+            while i < 60 {
+                wait_until(PATIENCE, "the walk to read another page", || {
+                    done.load(Ordering::SeqCst) || pages.load(Ordering::SeqCst) + 2 > i
+                });
+                if done.load(Ordering::SeqCst) {
+                    break;
+                }
                 let made = register(&app, &service, user, &format!("during-{i}"));
                 made_during.lock().unwrap().push(made.clone());
                 // Every other new binding is deleted again, some before the walk reaches them.
@@ -249,9 +260,9 @@ fn walking_a_users_bindings_while_another_client_writes_neither_repeats_nor_skip
             }
         })
     };
-    while writes.load(Ordering::SeqCst) < 2 {
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    wait_until(PATIENCE, "the other client's first writes", || {
+        writes.load(Ordering::SeqCst) >= 2
+    });
 
     let mut walked = Vec::new();
     let mut writes_seen = Vec::new();
@@ -261,11 +272,15 @@ fn walking_a_users_bindings_while_another_client_writes_neither_repeats_nor_skip
     loop {
         assert_eq!(page["meta"]["page_size"], 3);
         walked.extend(page["bindings"].as_array().unwrap().iter().map(sid));
-        writes_seen.push(writes.load(Ordering::SeqCst));
+        let seen = writes.load(Ordering::SeqCst);
+        writes_seen.push(seen);
+        pages.fetch_add(1, Ordering::SeqCst);
         if page["meta"]["next_page_url"].is_null() {
             break;
         }
-        std::thread::sleep(Duration::from_millis(2));
+        wait_until(PATIENCE, "a write between two pages", || {
+            writes.load(Ordering::SeqCst) > seen || writer.is_finished()
+        });
         page = app.follow(&page["meta"]["next_page_url"]).expect(200);
     }
     done.store(true, Ordering::SeqCst);

@@ -29,6 +29,7 @@ mod routes;
 mod services;
 mod settings;
 mod shutdown;
+mod systemd;
 mod tenancy;
 mod users;
 mod webhook;

@@ -228,18 +228,12 @@ proptest! {
 #[test]
 fn ten_thousand_repeated_keys_are_read_in_order() {
     let text = vec!["BindingType=apn"; 10_000].join("&");
-    let started = std::time::Instant::now();
     let params = Params::parse(&text).expect("a form");
     assert_eq!(params.all("BindingType").len(), 10_000);
     assert!(params.one("BindingType").is_err());
     assert!(
         params.all("bindingtype").is_empty(),
         "names are case-sensitive"
-    );
-    assert!(
-        started.elapsed() < std::time::Duration::from_secs(2),
-        "{:?}",
-        started.elapsed()
     );
 }
 
