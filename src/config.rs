@@ -230,6 +230,8 @@ mod tests {
     #[test]
     fn each_layer_overrides_the_one_below() {
         Jail::expect_with(|jail| {
+            // The caller's own BINDERY_* (a test harness's, say) must not count here.
+            jail.clear_env();
             assert_eq!(
                 Settings::load(None, &Flags::default()).unwrap(),
                 Settings::default()
@@ -268,7 +270,8 @@ mod tests {
     #[test]
     fn the_shipped_config_file_documents_exactly_the_defaults() {
         let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/bindery.toml");
-        Jail::expect_with(|_| {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
             assert_eq!(
                 Settings::load(Some(&file), &Flags::default()).unwrap(),
                 Settings::default()
@@ -280,6 +283,8 @@ mod tests {
     #[test]
     fn a_bad_value_or_unknown_key_names_the_key() {
         Jail::expect_with(|jail| {
+            // The caller's own BINDERY_* (a test harness's, say) must not count here.
+            jail.clear_env();
             jail.set_env("BINDERY_STORAGE__SYNCHRONOUS", "sometimes");
             let error = Settings::load(None, &Flags::default()).unwrap_err();
             assert!(error.contains("storage.synchronous"), "{error}");
@@ -290,6 +295,8 @@ mod tests {
             Ok(())
         });
         Jail::expect_with(|jail| {
+            // The caller's own BINDERY_* (a test harness's, say) must not count here.
+            jail.clear_env();
             jail.create_file("bindery.toml", "[storage]\nsynchronus = \"full\"\n")?;
             let error =
                 Settings::load(Some(Path::new("bindery.toml")), &Flags::default()).unwrap_err();

@@ -189,7 +189,7 @@ fn the_log_transport_writes_message_bodies_only_at_debug() {
         let answer = notify(&app, &service, &[("Identity", "alice"), ("Body", body)]);
         assert_eq!(result_for(&answer, &binding)["status"], "delivered");
         assert!(app.stop().success());
-        assert!(log.wait_for("stopped", Duration::from_secs(20)));
+        log.wait_closed();
         let lines = log.lines().join("\n");
         let push = log
             .lines()

@@ -376,6 +376,20 @@ fn assert_not_ready(app: &TestApp, log: &ServerLog) {
         body["reason"].as_str().is_some_and(|r| !r.is_empty()),
         "/readyz gives no reason: {body}"
     );
+    // /readyz answers anyone: it says what is wrong, never where (the log has the path). The
+    // data dir's own folder names are random, so none of them may appear either.
+    let data_dir = app.data_dir();
+    let text = body.to_string();
+    assert!(
+        !text.contains(&data_dir.display().to_string()),
+        "/readyz names the data dir: {body}"
+    );
+    for folder in data_dir.iter().map(|p| p.to_string_lossy()) {
+        assert!(
+            !(folder.starts_with(".tmp") && text.contains(folder.as_ref())),
+            "/readyz names {folder}: {body}"
+        );
+    }
 }
 
 /// Waits up to `within` for `/readyz` to answer 200; asserts it does.

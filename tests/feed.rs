@@ -1,24 +1,12 @@
 //! Long-polls of the change feed (`GET /v2/Events?Wait=…`): bounded per account and in all,
 //! and woken only by their own account's events.
 
-use std::time::{Duration, Instant};
-
 use serde_json::Value;
 
-use crate::support::{sid, Credentials, TestApp};
+use crate::support::{sid, wait_until, Credentials, TestApp, PATIENCE};
 
 const WAITERS: &str = "bindery_feed_waiters";
 const WAKEUPS: &str = "bindery_feed_wakeups_total";
-
-/// Waits until `condition` holds; the deadline only guards against hanging.
-#[track_caller]
-fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !condition() {
-        assert!(Instant::now() < deadline, "gave up waiting until {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
 
 /// The account's newest position (its feed's `next_after` from the start).
 fn newest(app: &TestApp, account: &Credentials) -> i64 {
@@ -66,17 +54,16 @@ fn long_polls_are_bounded_per_account_and_in_all() {
         ("BINDERY_HTTP__LONG_POLLS", "3"),
         ("BINDERY_HTTP__LONG_POLLS_PER_ACCOUNT", "2"),
     ]);
-    let alice = Credentials {
-        user: app.account.user.clone(),
-        password: app.account.password.clone(),
-    };
+    let alice = app.account.clone();
     let bob = app.other_account();
     let (alice_at, bob_at) = (newest(&app, &alice), newest(&app, &bob));
     std::thread::scope(|scope| {
         let alice_polls: Vec<_> = (0..2)
             .map(|_| scope.spawn(|| poll(&app, &alice, alice_at)))
             .collect();
-        wait_until("alice's two polls wait", || app.metric(WAITERS, &[]) == 2.0);
+        wait_until(PATIENCE, "alice's two polls wait", || {
+            app.metric(WAITERS, &[]) == 2.0
+        });
         let third = poll(&app, &alice, alice_at);
         assert_eq!(third.status, 429, "{}", third.text);
         assert_eq!(third.header("Retry-After"), Some("1"));
@@ -88,7 +75,9 @@ fn long_polls_are_bounded_per_account_and_in_all() {
         );
 
         let bob_poll = scope.spawn(|| poll(&app, &bob, bob_at));
-        wait_until("bob's poll waits too", || app.metric(WAITERS, &[]) == 3.0);
+        wait_until(PATIENCE, "bob's poll waits too", || {
+            app.metric(WAITERS, &[]) == 3.0
+        });
         let over = poll(&app, &bob, bob_at);
         assert_eq!(over.status, 429, "{}", over.text);
         assert!(
@@ -110,13 +99,15 @@ fn long_polls_are_bounded_per_account_and_in_all() {
         let page = bob_poll.join().unwrap().expect(200);
         assert_eq!(types(&page), ["ServiceCreated"], "{page}");
     });
-    wait_until("every place is given back", || {
+    wait_until(PATIENCE, "every place is given back", || {
         app.metric(WAITERS, &[]) == 0.0
     });
     // And taken again.
     std::thread::scope(|scope| {
         let again = scope.spawn(|| poll(&app, &alice, newest(&app, &alice)));
-        wait_until("a new poll waits", || app.metric(WAITERS, &[]) == 1.0);
+        wait_until(PATIENCE, "a new poll waits", || {
+            app.metric(WAITERS, &[]) == 1.0
+        });
         app.create_service("later");
         assert_eq!(
             types(&again.join().unwrap().expect(200)),
@@ -136,7 +127,9 @@ fn a_poll_is_woken_only_by_its_own_accounts_events() {
     let woken = app.metric(WAKEUPS, &[]);
     let page = std::thread::scope(|scope| {
         let waiting = scope.spawn(|| poll(&app, &app.account, after));
-        wait_until("the poll waits", || app.metric(WAITERS, &[]) == 1.0);
+        wait_until(PATIENCE, "the poll waits", || {
+            app.metric(WAITERS, &[]) == 1.0
+        });
         for i in 0..10 {
             let path = format!("/v2/Services/{theirs}/Users/u{i}/Bindings");
             app.post_as(

@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::delivery::{chat_service, notify, register, result_for, sorted, targeted, DELIVERIES};
-use crate::support::{serve_until_exit, sid, TestApp};
+use crate::support::{serve_until_exit, sid, wait_until, TestApp, PATIENCE};
 
 /// What the sender answers to one push: status and JSON body.
 type Script = dyn Fn(&Value) -> (u16, &'static str) + Send + Sync;
@@ -731,7 +731,7 @@ fn the_webhook_url_and_its_secrets_reach_no_answer_and_no_log_line() {
         let error = result["error"].as_str().expect("an error text");
         assert!(error.contains(expected), "{error}");
         assert!(app.stop().success());
-        assert!(log.wait_for("stopped", Duration::from_secs(20)));
+        log.wait_closed();
         let text = answer.to_string();
         let lines = log.lines().join("\n");
         for secret in ["pass-s3cret", "tok-s3cret", "hook-user", "/push"] {
@@ -852,14 +852,9 @@ fn a_large_fan_out_hands_the_dispatchers_a_bounded_number_of_pushes_at_once() {
             pairs.push(("Body", "hi"));
             notify(&app, &service, &pairs)
         });
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while entered.load(Ordering::SeqCst) < 4 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the sender saw no pushes"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_until(PATIENCE, "the sender holds four pushes", || {
+            entered.load(Ordering::SeqCst) >= 4
+        });
         assert_eq!(
             app.metric(in_flight, &[]),
             4.0,

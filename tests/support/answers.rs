@@ -28,7 +28,8 @@ pub fn keys(body: &Value) -> BTreeSet<String> {
 
 /// The properties Twilio's spec lists for `schema` (e.g. `chat.v2.service`).
 pub fn spec_fields(schema: &str) -> BTreeSet<String> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/contract/twilio_chat_v2.json");
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/http/openapi/twilio_chat_v2.json");
     let spec: Value = serde_json::from_slice(&std::fs::read(&path).expect("the spec")).unwrap();
     keys(&spec["components"]["schemas"][schema]["properties"])
 }
