@@ -62,7 +62,8 @@ impl DaemonOptions {
     }
 }
 
-/// The running daemon: addresses of the writer and the reader pool.
+/// The running daemon: the writer's, dispatchers' and sweeper's addresses, the pool of read-only
+/// connections, and the change feed's waiters.
 #[derive(Clone)]
 pub struct Daemon {
     writer: Addr<Writer>,
