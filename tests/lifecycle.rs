@@ -919,13 +919,15 @@ fn a_change_feed_consumer_keeps_an_exact_copy_of_the_bindings() {
     app.verify();
 }
 
-/// `GET /v2/Events?After={after}&Wait={wait}` as `credentials`, once the server has read it
-/// (and, a moment later, parked it for want of events); its answer is read later.
+/// `GET /v2/Events?After={after}&Wait={wait}` as `credentials`, once the server has parked it
+/// among the change feed's waiters (`bindery_feed_waiters` counts it): from then on, a write
+/// of its account wakes it. Its answer is read later.
 fn start_poll(app: &TestApp, credentials: &Credentials, after: i64, wait: u64) -> Pending {
+    let waiting = app.metric("bindery_feed_waiters", &[]);
     let target = format!("/v2/Events?After={after}&Wait={wait}");
     let poll = app.raw_start_as(credentials, "GET", target.as_bytes());
-    wait_until(PATIENCE, "the server to read the long poll", || {
-        poll.read_by_server()
+    wait_until(PATIENCE, "the server to park the long poll", || {
+        app.metric("bindery_feed_waiters", &[]) > waiting
     });
     poll
 }

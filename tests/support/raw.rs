@@ -145,33 +145,6 @@ pub struct Pending {
 }
 
 impl Pending {
-    /// Whether the server has read the whole request off its socket: the kernel's receive
-    /// queue of the server's end of this connection (in `/proc/net/tcp`) is empty. On
-    /// loopback the request was in that queue when the write returned.
-    pub fn read_by_server(&self) -> bool {
-        let (client, server) = (
-            self.stream.local_addr().expect("a local address"),
-            self.stream.peer_addr().expect("a peer address"),
-        );
-        let hex = |address: std::net::SocketAddr| match address {
-            std::net::SocketAddr::V4(v4) => format!(
-                "{:08X}:{:04X}",
-                u32::from_le_bytes(v4.ip().octets()),
-                v4.port()
-            ),
-            std::net::SocketAddr::V6(_) => panic!("the server listens on 127.0.0.1"),
-        };
-        let (local, remote) = (hex(server), hex(client));
-        let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
-        table.lines().skip(1).any(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            fields.len() > 4
-                && fields[1] == local
-                && fields[2] == remote
-                && fields[4].split(':').nth(1) == Some("00000000")
-        })
-    }
-
     /// Reads the answer to the end (the request asked the server to close the connection).
     pub fn answer(self) -> RawReply {
         let Pending {
