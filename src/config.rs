@@ -86,6 +86,9 @@ pub struct WebhookSettings {
     pub timeout: Duration,
     /// Further attempts after a 5xx answer or a network error.
     pub retries: u32,
+    /// When set, each POST is signed: `X-Bindery-Signature: t=<unix seconds>,v1=<hex
+    /// HMAC-SHA256 of "<t>.<body>" under this secret>`.
+    pub secret: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -140,6 +143,7 @@ impl Default for Settings {
                     url: None,
                     timeout: Duration::from_secs(5),
                     retries: 2,
+                    secret: None,
                 },
             },
             metrics: MetricsSettings { listen: None },
@@ -178,6 +182,7 @@ impl Settings {
                 )?,
                 timeout: self.delivery.webhook.timeout,
                 retries: self.delivery.webhook.retries,
+                secret: self.delivery.webhook.secret.clone(),
             },
         })
     }

@@ -23,6 +23,8 @@ struct Received {
     method: String,
     path: String,
     content_type: String,
+    /// `X-Bindery-Signature`, when the push was signed.
+    signature: Option<String>,
     text: String,
     body: Value,
 }
@@ -157,6 +159,7 @@ fn answer(
         method,
         path,
         content_type: header("content-type").unwrap_or_default(),
+        signature: header("x-bindery-signature"),
         text,
         body,
     });
@@ -870,4 +873,126 @@ fn a_large_fan_out_hands_the_dispatchers_a_bounded_number_of_pushes_at_once() {
     );
     assert_eq!(entered.load(Ordering::SeqCst), 20);
     assert_eq!(app.metric(in_flight, &[]), 0.0);
+}
+
+/// With `delivery.webhook.secret`, each POST carries `X-Bindery-Signature: t=…,v1=…`, the
+/// HMAC-SHA256 of "<t>.<body>"; without, none. The secret reaches no answer and no log line.
+#[test]
+fn pushes_are_signed_when_a_webhook_secret_is_set() {
+    let secret = "whsec-test-s3cret";
+    let sender = scripted(&[]);
+    let env = [
+        ("BINDERY_DELIVERY__TRANSPORT", "webhook"),
+        ("BINDERY_DELIVERY__WEBHOOK__URL", sender.url.as_str()),
+        ("BINDERY_DELIVERY__WEBHOOK__SECRET", secret),
+    ];
+    let (app, log) = TestApp::spawn_logged(tempfile::TempDir::new().unwrap(), &env, None);
+    let service = chat_service(&app, "Chat");
+    register(
+        &app,
+        &service,
+        "alice",
+        &[("BindingType", "apn"), ("Address", "signed-token")],
+    );
+    let answer = notify(&app, &service, &[("Identity", "alice"), ("Body", "hi")]);
+    let received = sender.to("signed-token");
+    assert_eq!(received.len(), 1);
+    let signature = received[0].signature.clone().expect("a signature header");
+    let (t, v1) = signature
+        .strip_prefix("t=")
+        .and_then(|rest| rest.split_once(",v1="))
+        .unwrap_or_else(|| panic!("not t=…,v1=…: {signature}"));
+    let sent_at: u64 = t.parse().expect("t is unix seconds");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(sent_at.abs_diff(now) < 600, "t={sent_at}, now {now}");
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
+    let signed = format!("{t}.{}", received[0].text);
+    let expected = hex::decode(v1).expect("v1 is hex");
+    ring::hmac::verify(&key, signed.as_bytes(), &expected)
+        .expect("v1 is the HMAC-SHA256 of <t>.<body> under the secret");
+    assert!(
+        ring::hmac::verify(&key, format!("{t}.{{}}").as_bytes(), &expected).is_err(),
+        "the signature covers the body"
+    );
+    assert!(app.stop().success());
+    log.wait_closed();
+    assert!(!answer.to_string().contains(secret));
+    assert!(
+        !log.lines().join("\n").contains(secret),
+        "the secret in the log"
+    );
+
+    // Without a secret, nothing is signed.
+    let sender = scripted(&[]);
+    let app = spawn_for(&sender);
+    let service = chat_service(&app, "Chat");
+    register(
+        &app,
+        &service,
+        "bob",
+        &[("BindingType", "apn"), ("Address", "plain-token")],
+    );
+    notify(&app, &service, &[("Identity", "bob"), ("Body", "hi")]);
+    assert_eq!(sender.to("plain-token")[0].signature, None);
+}
+
+/// Notify's `Priority` (high, the default, or low) and `Ttl` (0 to 28 days) reach the sender
+/// with the push; other values, and a `Data` key named aps, answer 400 and push nothing.
+#[test]
+fn priority_and_ttl_reach_the_sender_and_bad_ones_push_nothing() {
+    let sender = scripted(&[]);
+    let app = spawn_for(&sender);
+    let service = chat_service(&app, "Chat");
+    register(
+        &app,
+        &service,
+        "alice",
+        &[("BindingType", "fcm"), ("Address", "ttl-token")],
+    );
+    let path = format!("/v2/Services/{service}/Notifications");
+    notify(&app, &service, &[("Identity", "alice"), ("Body", "a")]);
+    notify(
+        &app,
+        &service,
+        &[
+            ("Identity", "alice"),
+            ("Body", "b"),
+            ("Priority", "low"),
+            ("Ttl", "2419200"),
+        ],
+    );
+    let pushes = sender.to("ttl-token");
+    assert_eq!(pushes.len(), 2);
+    assert_eq!(
+        (&pushes[0].body["priority"], &pushes[0].body["ttl"]),
+        (&json!("high"), &Value::Null)
+    );
+    assert_eq!(
+        (&pushes[1].body["priority"], &pushes[1].body["ttl"]),
+        (&json!("low"), &json!(2419200))
+    );
+    for (name, value, naming) in [
+        ("Priority", "urgent", "Priority"),
+        ("Priority", "HIGH", "Priority"),
+        ("Ttl", "2419201", "Ttl"),
+        ("Ttl", "-1", "Ttl"),
+        ("Ttl", "soon", "Ttl"),
+        ("Data", r#"{"aps":{"badge":1}}"#, "aps"),
+    ] {
+        let reply = app.post(
+            &path,
+            &[("Identity", "alice"), ("Body", "c"), (name, value)],
+        );
+        assert_eq!(reply.status, 400, "{name}={value}: {}", reply.text);
+        assert_eq!(reply.body["code"], 20001, "{}", reply.text);
+        assert!(
+            reply.text.contains(naming),
+            "{name}={value}: {}",
+            reply.text
+        );
+    }
+    assert_eq!(sender.to("ttl-token").len(), 2, "a refused notify pushed");
 }

@@ -2,7 +2,7 @@
 //! type, where the service enables that type, through the configured transport; remove the
 //! bindings a transport reports unregistered, as provider feedback does.
 
-use bindery_domain::notify::{configured, default_template, render, Variables};
+use bindery_domain::notify::{configured, default_template, render, Priority, Variables};
 use bindery_domain::*;
 
 use futures_util::StreamExt;
@@ -22,6 +22,9 @@ pub struct NotifyRequest {
     pub title: Option<String>,
     pub sound: Option<String>,
     pub data: Option<serde_json::Value>,
+    pub priority: Priority,
+    /// Seconds the provider may hold the push for an unreachable device.
+    pub ttl: Option<u32>,
     pub variables: Variables,
     pub request_id: Option<String>,
 }
@@ -112,6 +115,8 @@ impl Daemon {
                     body: body.clone(),
                     sound: sound.clone(),
                     data: request.data.clone(),
+                    priority: request.priority,
+                    ttl: request.ttl,
                 };
                 async move {
                     let outcome = match (credential_missing, &push.credential_sid) {

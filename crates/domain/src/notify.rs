@@ -13,6 +13,33 @@ pub struct Variables {
     pub message: String,
 }
 
+/// How urgently a push should be shown: `high` (the default) wakes the device now; `low`
+/// lets the provider save its battery. APNs maps them to `apns-priority` 10 and 5, FCM to
+/// `android.priority` HIGH and NORMAL.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    #[default]
+    High,
+    Low,
+}
+
+impl Priority {
+    pub const ALLOWED: &'static str = "high, low";
+
+    pub fn parse(value: &str) -> Option<Priority> {
+        match value {
+            "high" => Some(Priority::High),
+            "low" => Some(Priority::Low),
+            _ => None,
+        }
+    }
+}
+
+/// The longest a provider may hold an undelivered push, in seconds (28 days), as Twilio
+/// Notify and FCM allow.
+pub const MAX_TTL_SECONDS: u32 = 2_419_200;
+
 /// Twilio's default template of each message type, used when the service sets none.
 pub fn default_template(message_type: MessageType) -> &'static str {
     match message_type {

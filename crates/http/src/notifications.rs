@@ -7,7 +7,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use bindery_daemon::delivery::Outcome;
 use bindery_daemon::notifications::NotifyRequest;
-use bindery_domain::notify::Variables;
+use bindery_domain::notify::{Priority, Variables, MAX_TTL_SECONDS};
 use bindery_domain::*;
 use serde_json::{json, Value};
 
@@ -98,10 +98,40 @@ pub(crate) async fn notify(
     let data = match form.one("Data")? {
         None => None,
         Some(text) => match serde_json::from_str::<Value>(text) {
+            // APNs keeps `aps` for itself: Data's keys go beside it in the payload.
+            Ok(Value::Object(map)) if map.contains_key("aps") => {
+                return Err(ApiError::bad_parameter(
+                    "Data may not have a key named aps: APNs reserves it",
+                ))
+            }
             Ok(object @ Value::Object(_)) => Some(object),
             _ => return Err(ApiError::bad_parameter("Data must be a JSON object")),
         },
     };
+    let priority = match form.one("Priority")? {
+        None => Priority::default(),
+        Some(value) => Priority::parse(value).ok_or_else(|| {
+            ApiError::bad_parameter(format!(
+                "Priority {value:?} is not one of {}",
+                Priority::ALLOWED
+            ))
+        })?,
+    };
+    let ttl = form
+        .one("Ttl")?
+        .map(|value| {
+            value
+                .parse::<u32>()
+                .ok()
+                .filter(|ttl| *ttl <= MAX_TTL_SECONDS)
+                .ok_or_else(|| {
+                    ApiError::bad_parameter(format!(
+                        "Ttl must be a whole number of seconds from 0 to {MAX_TTL_SECONDS}, \
+                         not {value:?}"
+                    ))
+                })
+        })
+        .transpose()?;
     let variable =
         |name: &str| -> Result<String, ApiError> { Ok(form.string(name)?.unwrap_or_default()) };
     let request = NotifyRequest {
@@ -113,6 +143,8 @@ pub(crate) async fn notify(
         title: form.string("Title")?,
         sound: form.string("Sound")?,
         data,
+        priority,
+        ttl,
         variables: Variables {
             user: variable("Variables.USER")?,
             user_friendly_name: variable("Variables.USER_FRIENDLY_NAME")?,

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
+use bindery_domain::notify::Priority;
 use bindery_domain::{
     BindingSid, BindingType, CredentialSid, Identity, MessageType, PushAddress, ServiceSid,
 };
@@ -39,6 +40,9 @@ pub struct Push {
     pub body: String,
     pub sound: Option<String>,
     pub data: Option<serde_json::Value>,
+    pub priority: Priority,
+    /// Seconds the provider may hold the push for an unreachable device.
+    pub ttl: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +78,8 @@ pub enum TransportSettings {
         url: String,
         timeout: Duration,
         retries: u32,
+        /// Signs each POST (`X-Bindery-Signature`) when set.
+        secret: Option<String>,
     },
 }
 
@@ -87,7 +93,8 @@ pub fn transport(settings: &TransportSettings) -> Result<Arc<dyn Transport>, Str
             url,
             timeout,
             retries,
-        } => Arc::new(Webhook::new(url, *timeout, *retries)?),
+            secret,
+        } => Arc::new(Webhook::new(url, *timeout, *retries, secret.as_deref())?),
     })
 }
 
