@@ -3,6 +3,7 @@
 //! worker. A transport answers delivered, failed, or unregistered (the provider says the token
 //! is dead, which removes the binding as feedback does).
 
+pub mod credential;
 mod desktop;
 mod error;
 mod log;
