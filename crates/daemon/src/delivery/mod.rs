@@ -7,6 +7,7 @@ pub mod credential;
 mod desktop;
 mod error;
 mod log;
+pub mod verdict;
 mod webhook;
 
 use std::sync::Arc;
