@@ -6,6 +6,7 @@
 pub mod credential;
 mod desktop;
 mod error;
+pub mod guard;
 mod log;
 pub mod verdict;
 mod webhook;
