@@ -7,6 +7,7 @@ pub mod credential;
 mod desktop;
 mod error;
 pub mod guard;
+pub mod jwt;
 mod log;
 pub mod verdict;
 mod webhook;
