@@ -9,6 +9,7 @@ mod error;
 pub mod guard;
 pub mod jwt;
 mod log;
+pub mod payload;
 pub mod verdict;
 mod webhook;
 
