@@ -147,8 +147,12 @@ impl Sealer {
             .mode(0o600)
             .open(file)
             .map_err(uncreatable)?;
-        writeln!(out, "{}", hex::encode(bytes)).map_err(uncreatable)?;
-        out.sync_all().map_err(uncreatable)?;
+        let written = writeln!(out, "{}", hex::encode(bytes)).and_then(|()| out.sync_all());
+        if let Err(error) = written {
+            // A partial key (a full disk) would refuse every later start as malformed.
+            let _ = std::fs::remove_file(file);
+            return Err(uncreatable(error));
+        }
         let parent = match file.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
