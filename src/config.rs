@@ -101,6 +101,8 @@ pub struct Storage {
     pub busy_timeout: Duration,
     /// Commit concurrent writes together, one fsync for many.
     pub group_commit: bool,
+    /// The key that seals credentials' private fields; unset: `secret.key` in the data dir.
+    pub secret_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,6 +128,7 @@ impl Default for Settings {
                 synchronous: Synchronous::Full,
                 busy_timeout: Duration::from_secs(5),
                 group_commit: true,
+                secret_key_file: None,
             },
             http: Http {
                 body_limit: 64 * 1024,
@@ -169,6 +172,14 @@ impl Settings {
             synchronous: self.storage.synchronous,
             busy_timeout: self.storage.busy_timeout,
         }
+    }
+
+    /// Where the key that seals credentials is: `storage.secret_key_file`, else in the data dir.
+    pub fn secret_key_file(&self) -> PathBuf {
+        self.storage
+            .secret_key_file
+            .clone()
+            .unwrap_or_else(|| bindery_daemon::seal::default_key_file(&self.data_dir))
     }
 
     /// The transport `delivery` names, or why the settings do not make one.

@@ -11,7 +11,9 @@ use anyhow::{bail, Context};
 use bindery_daemon::clock::{Clock, SystemClock};
 use bindery_daemon::lock::{DataDirLock, LockError};
 use bindery_daemon::store::{self, database_path};
-use bindery_daemon::{secrets, Daemon, DaemonOptions, Envelope, Store, StoreOptions};
+use bindery_daemon::{
+    secrets, Daemon, DaemonOptions, Envelope, ImportKey, Store, StoreError, StoreOptions,
+};
 use bindery_domain::{AccountSid, ApiKeySid, Command, Row, SecretHash};
 use clap::{Parser, Subcommand};
 
@@ -55,13 +57,15 @@ enum Cmd {
     /// Write every event as one JSON line on stdout, oldest first
     Export,
     /// Copy the database consistently while the server runs; restore by copying the file
-    /// to `bindery.db` in an empty data dir
+    /// to `bindery.db` in an empty data dir, with the key file (`storage.secret_key_file`,
+    /// not in the copy) beside it
     Backup {
         /// Where to write the copy (must not exist)
         #[arg(long, value_name = "FILE")]
         to: PathBuf,
     },
-    /// Read exported events into an empty data dir
+    /// Read exported events into an empty data dir; sealed credentials in them must open
+    /// under its key file (copy the exporting data dir's there first)
     Import {
         /// Read from this file instead of stdin
         #[arg(long, value_name = "FILE")]
@@ -195,14 +199,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::Import { from } => {
             let _lock = lock(data_dir, "import")?;
+            // Read before the store is touched: a malformed key file is refused up front.
+            let key = ImportKey::load(&settings.secret_key_file())?;
             let mut store = open(data_dir, &store_options)?;
             let report = match from {
                 Some(file) => {
                     let file = std::fs::File::open(&file)
                         .with_context(|| format!("cannot open {}", file.display()))?;
-                    store.import(&mut std::io::BufReader::new(file))?
+                    store.import(&mut std::io::BufReader::new(file), &key)?
                 }
-                None => store.import(&mut std::io::stdin().lock())?,
+                None => store.import(&mut std::io::stdin().lock(), &key)?,
             };
             eprintln!(
                 "imported {} events (up to position {})",
@@ -291,6 +297,7 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
         DataDirLock::acquire(&settings.data_dir).context("cannot serve: the data dir is in use")?;
     actix_rt::System::new().block_on(async move {
         let mut options = DaemonOptions::new(settings.data_dir.clone());
+        options.secret_key_file = settings.secret_key_file();
         options.store = settings.store_options();
         options.group_commit = settings.storage.group_commit;
         options.stale_after = settings.bindings.stale_after;
@@ -300,11 +307,13 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
             total: settings.http.long_polls,
             per_account: settings.http.long_polls_per_account,
         };
-        let daemon = Daemon::start(options).with_context(|| {
-            format!(
+        let daemon = Daemon::start(options).map_err(|e| match e {
+            // Its message names the key file; the database is fine.
+            StoreError::Seal(e) => anyhow::Error::new(e).context("cannot serve"),
+            e => anyhow::Error::new(e).context(format!(
                 "cannot open the database in {}",
                 settings.data_dir.display()
-            )
+            )),
         })?;
         let listener = TcpListener::bind(settings.listen)
             .with_context(|| format!("cannot listen on {}", settings.listen))?;

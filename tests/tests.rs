@@ -26,6 +26,7 @@ mod paging;
 mod paging_limits;
 mod registration;
 mod routes;
+mod sealing;
 mod services;
 mod settings;
 mod shutdown;

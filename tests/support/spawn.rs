@@ -266,7 +266,16 @@ pub struct Refused {
 /// `removed` taken out of the environment, then `env` set; it must exit by itself within `within`
 /// (it is killed, and the test fails, if it is still running then).
 pub fn serve_until_exit(env: &[(&str, &str)], removed: &[&str], within: Duration) -> Refused {
-    let dir = TempDir::new().expect("temp dir");
+    serve_until_exit_on(TempDir::new().expect("temp dir"), env, removed, within)
+}
+
+/// [`serve_until_exit`] on `dir`, fresh or used before.
+pub fn serve_until_exit_on(
+    dir: TempDir,
+    env: &[(&str, &str)],
+    removed: &[&str],
+    within: Duration,
+) -> Refused {
     let mut command = command(BINARY);
     command
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])

@@ -12,12 +12,14 @@ pub mod lock;
 pub mod metrics;
 pub mod notifications;
 pub mod queries;
+pub mod seal;
 pub mod secrets;
 pub mod sids;
 pub mod store;
 
 pub use actors::{Daemon, DaemonOptions};
 pub use metrics::Metrics;
+pub use seal::{ImportKey, SealError, Sealer};
 pub use store::{
     Committed, Envelope, Idempotency, Store, StoreError, StoreOptions, StoredResponse, Synchronous,
     WriteError,

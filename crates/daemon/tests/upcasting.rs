@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use bindery_daemon::store::{self, ImportReport, PROJECTION_TABLES};
-use bindery_daemon::{Store, StoreError, StoreOptions};
+use bindery_daemon::{ImportKey, Store, StoreError, StoreOptions};
 use bindery_domain::*;
 use tempfile::TempDir;
 
@@ -24,6 +24,8 @@ const REGISTERED_AT: i64 = 1_685_620_860;
 struct EmptyStore {
     store: Store,
     path: PathBuf,
+    /// The data dir's key as import finds it (none: the fixture holds no sealed values).
+    key: ImportKey,
     _dir: TempDir,
 }
 
@@ -31,16 +33,21 @@ fn empty_store() -> EmptyStore {
     let dir = TempDir::new().unwrap();
     let path = store::database_path(dir.path());
     let store = Store::open(&path, &StoreOptions::default()).unwrap();
+    let key = ImportKey::load(&bindery_daemon::seal::default_key_file(dir.path())).unwrap();
     EmptyStore {
         store,
         path,
+        key,
         _dir: dir,
     }
 }
 
 fn imported_fixture() -> EmptyStore {
     let mut fresh = empty_store();
-    let report = fresh.store.import(&mut FIXTURE.as_bytes()).unwrap();
+    let report = fresh
+        .store
+        .import(&mut FIXTURE.as_bytes(), &fresh.key)
+        .unwrap();
     assert_eq!(
         report,
         ImportReport {
@@ -174,7 +181,7 @@ fn fixture_with_last_event(edit: impl FnOnce(&mut serde_json::Value)) -> String 
 /// the export was kept.
 fn refused_import(export: &str) -> String {
     let mut fresh = empty_store();
-    let message = match fresh.store.import(&mut export.as_bytes()) {
+    let message = match fresh.store.import(&mut export.as_bytes(), &fresh.key) {
         Err(StoreError::Refused(message)) => message,
         other => panic!("expected the import to be refused, got {other:?}"),
     };
@@ -189,7 +196,10 @@ fn refused_import(export: &str) -> String {
         assert_eq!(rows, 0, "the refused import left rows in {table}");
     }
     // Still empty enough to take a good import.
-    fresh.store.import(&mut FIXTURE.as_bytes()).unwrap();
+    fresh
+        .store
+        .import(&mut FIXTURE.as_bytes(), &fresh.key)
+        .unwrap();
     message
 }
 

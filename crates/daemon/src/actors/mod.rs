@@ -22,11 +22,14 @@ use crate::delivery::{Deliver, DeliveryError, Dispatcher, LogTransport, Outcome,
 use crate::feed::{FeedSubscription, FeedWaiters, WaitLimits, WaitRefused};
 use crate::metrics::Metrics;
 use crate::queries::ReadView;
+use crate::seal::Sealer;
 use crate::store::{self, Committed, Envelope, Store, StoreError, StoreOptions, WriteError};
 
 #[derive(Clone)]
 pub struct DaemonOptions {
     pub data_dir: PathBuf,
+    /// The key that seals credentials' private fields; made on a data dir's first start.
+    pub secret_key_file: PathBuf,
     pub store: StoreOptions,
     pub group_commit: bool,
     /// Read-only connections opened at start; more open when more reads run at once.
@@ -47,6 +50,7 @@ pub struct DaemonOptions {
 impl DaemonOptions {
     pub fn new(data_dir: PathBuf) -> Self {
         DaemonOptions {
+            secret_key_file: crate::seal::default_key_file(&data_dir),
             data_dir,
             store: StoreOptions::default(),
             group_commit: true,
@@ -73,6 +77,7 @@ pub struct Daemon {
     dispatcher: Addr<Dispatcher>,
     sweeper: Addr<Sweeper>,
     feed: Arc<FeedWaiters>,
+    sealer: Arc<Sealer>,
     /// Pushes one notify hands to the dispatchers at once.
     fan_out: usize,
 }
@@ -82,6 +87,10 @@ impl Daemon {
     pub fn start(options: DaemonOptions) -> Result<Daemon, StoreError> {
         let path = store::database_path(&options.data_dir);
         let mut store = Store::open(&path, &options.store)?;
+        let sealer = Arc::new(Sealer::load_or_create(
+            &options.secret_key_file,
+            store.holds_sealed_secrets()?,
+        )?);
         let metrics = options.metrics.clone();
         let position = store.projection_position()?;
         metrics.projection_position.set(position);
@@ -134,15 +143,26 @@ impl Daemon {
             dispatcher,
             sweeper,
             feed,
+            sealer,
             fan_out: options.dispatchers.max(1),
         })
     }
 
-    pub async fn execute(&self, envelope: Envelope) -> Result<Committed, WriteError> {
+    /// Runs a command through the writer. A credential's private fields are sealed here,
+    /// where they enter, so that nothing below (the log, the projections, exports, backups)
+    /// ever holds them in clear.
+    pub async fn execute(&self, mut envelope: Envelope) -> Result<Committed, WriteError> {
+        self.sealer.seal_command(&mut envelope.command);
         self.writer
             .send(Execute(envelope))
             .await
             .unwrap_or_else(|_| Err(WriteError::Unavailable("the writer is not running".into())))
+    }
+
+    /// The key credentials are sealed under: what opens them for a sender. Nothing opens
+    /// them on the way to an answer.
+    pub fn sealer(&self) -> &Sealer {
+        &self.sealer
     }
 
     /// Runs a query now, on this thread, on a read-only connection (see [`Readers`]).

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use super::{replay, ImportReport, Store, StoreError, StoreOptions};
+use crate::seal::ImportKey;
 use crate::sids::MonotonicSids;
 
 /// A consistent copy of the database at `path`, written to `target` (which must not exist),
@@ -34,8 +35,13 @@ pub fn export(
 
 impl Store {
     /// Reads an export into this store, which must hold no events, and builds the projections.
-    pub fn import(&mut self, input: &mut dyn std::io::BufRead) -> Result<ImportReport, StoreError> {
-        let report = replay::import(&mut self.conn, input)?;
+    /// Sealed credentials in it must open under `key`, the data dir's.
+    pub fn import(
+        &mut self,
+        input: &mut dyn std::io::BufRead,
+        key: &ImportKey,
+    ) -> Result<ImportReport, StoreError> {
+        let report = replay::import(&mut self.conn, input, key)?;
         // New SIDs must sort after the imported ones.
         self.sids = MonotonicSids::after(replay::newest_sid(&self.conn)?);
         Ok(report)

@@ -18,6 +18,10 @@ pub enum StoreError {
     Refused(String),
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// The key that seals credentials is missing, malformed, or not the one they were sealed
+    /// under.
+    #[error(transparent)]
+    Seal(#[from] crate::seal::SealError),
 }
 
 impl StoreError {
@@ -42,6 +46,7 @@ impl StoreError {
             StoreError::Corrupt { .. } | StoreError::Projection(_) => "the log is inconsistent",
             StoreError::TooNew { .. } => "the database was written by a newer Bindery",
             StoreError::Refused(_) => "the database refused",
+            StoreError::Seal(_) => "the key that seals credentials is unusable",
         }
     }
 

@@ -166,6 +166,25 @@ pub fn for_each_decoded(
     Ok(())
 }
 
+/// Whether any credential event holds a value sealed under a key (`seal::SEALED_PREFIX`):
+/// then the data dir cannot do with a new key. Deleted credentials count too, since their
+/// events are still exported and imported.
+pub fn holds_sealed_secrets(conn: &Connection) -> Result<bool, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM events, json_each(events.data, '$.secrets') AS field \
+             WHERE events.type IN ('CredentialCreated', 'CredentialUpdated') \
+             AND substr(field.value, 1, ?2) = ?1)",
+        )?
+        .query_row(
+            params![
+                crate::seal::SEALED_PREFIX,
+                crate::seal::SEALED_PREFIX.len() as i64
+            ],
+            |r| r.get(0),
+        )?)
+}
+
 /// Appends one event to its stream at the next stream version.
 pub fn append(
     conn: &Connection,

@@ -74,6 +74,11 @@ impl Store {
         Ok(log::checkpoint(&self.conn)?)
     }
 
+    /// Whether the log holds credentials sealed under a key (see `seal`).
+    pub fn holds_sealed_secrets(&self) -> Result<bool, StoreError> {
+        log::holds_sealed_secrets(&self.conn)
+    }
+
     /// Drops every projection row and replays the whole log into them, in one transaction.
     /// Returns the number of events replayed.
     pub fn rebuild(&mut self) -> Result<u64, StoreError> {

@@ -9,8 +9,11 @@ use std::time::Duration;
 use rusqlite::types::Value;
 use rusqlite::{Connection, TransactionBehavior};
 
+use bindery_domain::Event;
+
 use super::apply::apply;
 use super::{log, schema, StoreError};
+use crate::seal::ImportKey;
 
 /// The newest SID in the log, as a number, so that new SIDs sort after every existing one.
 pub fn newest_sid(conn: &Connection) -> Result<Option<u128>, StoreError> {
@@ -252,7 +255,14 @@ pub struct ImportReport {
     pub last_position: i64,
 }
 
-pub fn import(conn: &mut Connection, input: &mut dyn BufRead) -> Result<ImportReport, StoreError> {
+/// Reads an export into the empty store of `conn`. Every sealed credential value must open
+/// under `key`, the data dir's: an export sealed elsewhere is refused whole rather than
+/// imported as credentials nothing can use.
+pub fn import(
+    conn: &mut Connection,
+    input: &mut dyn BufRead,
+    key: &ImportKey,
+) -> Result<ImportReport, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let existing = log::last_position(&tx)?;
     if existing != 0 {
@@ -291,6 +301,11 @@ pub fn import(conn: &mut Connection, input: &mut dyn BufRead) -> Result<ImportRe
                 "{} at version {} of stream {}: a stream starts with its one creation event",
                 event.type_name, event.stream_version, event.stream
             )));
+        }
+        if let Event::CredentialCreated { secrets, .. } | Event::CredentialUpdated { secrets, .. } =
+            &decoded.event
+        {
+            key.check(secrets).map_err(|e| bad(e.to_string()))?;
         }
         log::insert_stored(&tx, &event)?;
         versions.insert(event.stream, expected);
