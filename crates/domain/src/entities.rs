@@ -177,13 +177,44 @@ impl ServiceSettings {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CredentialSecrets {
     pub certificate: Option<String>,
     pub private_key: Option<String>,
     pub api_key: Option<String>,
     pub secret: Option<String>,
+}
+
+impl std::fmt::Debug for CredentialSecrets {
+    /// Which fields are set, never what they hold: a command or a row printed in a log or a
+    /// panic message must not carry a key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = |value: &Option<String>| value.as_ref().map(|_| "<secret>");
+        f.debug_struct("CredentialSecrets")
+            .field("certificate", &shown(&self.certificate))
+            .field("private_key", &shown(&self.private_key))
+            .field("api_key", &shown(&self.api_key))
+            .field("secret", &shown(&self.secret))
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod secrets_tests {
+    use super::CredentialSecrets;
+
+    #[test]
+    fn debug_names_the_fields_set_and_hides_their_values() {
+        let secrets = CredentialSecrets {
+            private_key: Some("-----BEGIN PRIVATE KEY----- hunter2".into()),
+            ..CredentialSecrets::default()
+        };
+        let shown = format!("{secrets:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("private_key: Some(\"<secret>\")"), "{shown}");
+        assert!(shown.contains("certificate: None"), "{shown}");
+    }
 }
 
 /// A push credential. Its secrets are kept so that a sender can use them; they are never
