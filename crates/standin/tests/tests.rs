@@ -1,0 +1,4 @@
+//! The stand-ins' self-tests: one binary with topic modules, as the root crate's e2e tests.
+
+mod apns;
+mod support;
