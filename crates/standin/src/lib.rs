@@ -24,9 +24,11 @@ mod script;
 mod server;
 
 pub mod apns;
+pub mod fcm;
 
 pub use apns::{Apns, ApnsAuth};
 pub use ca::{ClientCert, ClientCertSpec, ClientKey, TestCa};
+pub use fcm::{Fcm, ServiceAccount};
 pub use jwt::DecodedJwt;
 pub use keys::{ApnsKey, ApnsPublicKey, RsaTestKey};
 pub use record::{Received, Stats};

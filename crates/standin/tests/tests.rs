@@ -1,4 +1,5 @@
 //! The stand-ins' self-tests: one binary with topic modules, as the root crate's e2e tests.
 
 mod apns;
+mod fcm;
 mod support;

@@ -7,14 +7,16 @@ use std::sync::Arc;
 use anyhow::Context;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use bindery_standin::{ApnsKey, ClientCert, TestCa};
+use bindery_standin::{ApnsKey, ClientCert, RsaTestKey, TestCa};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::header::HeaderMap;
 use hyper::{Request, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use ring::rand::SystemRandom;
-use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+use ring::signature::{
+    EcdsaKeyPair, RsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING, RSA_PKCS1_SHA256,
+};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use serde_json::{json, Value};
@@ -119,6 +121,46 @@ impl H2 {
     }
 }
 
+/// One HTTP/1.1 connection.
+pub struct H1 {
+    send: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    authority: String,
+}
+
+impl H1 {
+    pub async fn connect(addr: SocketAddr, ca: &TestCa) -> anyhow::Result<H1> {
+        let tcp = tokio::net::TcpStream::connect(addr).await?;
+        let stream = tls(ca, None, &[b"http/1.1"])
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await?;
+        let (send, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(connection);
+        Ok(H1 {
+            send,
+            authority: format!("localhost:{}", addr.port()),
+        })
+    }
+
+    pub async fn post(
+        &mut self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> anyhow::Result<Answer> {
+        let mut request = Request::post(path).header("host", &self.authority);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        self.send.ready().await?;
+        let response = self
+            .send
+            .send_request(request.body(Full::new(body.into()))?)
+            .await?;
+        read(response).await
+    }
+}
+
 async fn read(response: hyper::Response<hyper::body::Incoming>) -> anyhow::Result<Answer> {
     let (parts, body) = response.into_parts();
     let bytes = body.collect().await?.to_bytes();
@@ -163,4 +205,47 @@ pub fn provider_token(key: &ApnsKey, iat: i64) -> String {
         json!({"alg": "ES256", "kid": key.key_id}),
         json!({"iss": key.team_id, "iat": iat}),
     )
+}
+
+/// An RS256 JWT signed with the service account's `private_key` PEM.
+pub fn rs256(private_key_pem: &str, header: Value, claims: Value) -> String {
+    let der = PrivatePkcs8KeyDer::from_pem_slice(private_key_pem.as_bytes()).unwrap();
+    let key = RsaKeyPair::from_pkcs8(der.secret_pkcs8_der()).unwrap();
+    let input = format!("{}.{}", b64(&header), b64(&claims));
+    let mut signature = vec![0; key.public().modulus_len()];
+    key.sign(
+        &RSA_PKCS1_SHA256,
+        &SystemRandom::new(),
+        input.as_bytes(),
+        &mut signature,
+    )
+    .unwrap();
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
+}
+
+/// The OAuth assertion for a service account's JSON, as §6.3 says Bindery makes it.
+pub fn assertion(account: &Value) -> String {
+    let now = now();
+    rs256(
+        account["private_key"].as_str().unwrap(),
+        json!({"alg": "RS256", "typ": "JWT", "kid": account["private_key_id"]}),
+        json!({
+            "iss": account["client_email"],
+            "scope": "https://www.googleapis.com/auth/firebase.messaging",
+            "aud": account["token_uri"],
+            "iat": now,
+            "exp": now + 3600,
+        }),
+    )
+}
+
+/// An assertion from the other committed key, which no account here is registered with.
+pub fn foreign_key_pem() -> &'static str {
+    RsaTestKey::B.pkcs8_pem()
+}
+
+pub fn form(pairs: &[(&str, &str)]) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
 }
