@@ -46,7 +46,9 @@ fn headers(bearer: &str) -> Vec<(&'static str, &str)> {
 
 impl Setup {
     async fn client(&self) -> H2 {
-        H2::connect(self.apns.addr(), &self.ca, None).await.unwrap()
+        H2::connect(self.apns.addr(), self.ca.ca_pem(), None)
+            .await
+            .unwrap()
     }
 
     fn bearer(&self) -> String {
@@ -563,7 +565,7 @@ async fn the_advertised_stream_limit_holds() {
     )
     .unwrap();
     apns.script("slow", Answer::Accept.after(Duration::from_millis(100)));
-    let client = H2::connect(apns.addr(), &ca, None).await.unwrap();
+    let client = H2::connect(apns.addr(), ca.ca_pem(), None).await.unwrap();
     let bearer = format!("bearer {}", provider_token(&key, now()));
     // A first push, so the client has the server's SETTINGS before it opens the rest: streams
     // opened past the limit before then are refused (REFUSED_STREAM), as h2 allows.
@@ -616,7 +618,7 @@ mod certificate_auth {
         ] {
             let cert = ca.client_cert(&spec).unwrap();
             // The SEC1 and PKCS#1 keys are the certificate's: the handshake proves it.
-            let client = H2::connect(apns.addr(), &ca, Some(identity(&cert, traditional)))
+            let client = H2::connect(apns.addr(), ca.ca_pem(), Some(identity(&cert, traditional)))
                 .await
                 .unwrap();
             let got = client
@@ -662,7 +664,7 @@ mod certificate_auth {
         for (n, (what, identity)) in cases.into_iter().enumerate() {
             // Under TLS 1.3 the client may finish its side before the server's refusal
             // arrives; then the first request fails instead.
-            let refused = match H2::connect(apns.addr(), &ca, identity).await {
+            let refused = match H2::connect(apns.addr(), ca.ca_pem(), identity).await {
                 Err(_) => true,
                 Ok(client) => client
                     .post("/3/device/t", &cert_headers(TOPIC), BODY)

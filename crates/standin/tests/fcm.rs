@@ -49,7 +49,9 @@ fn message(token: &str) -> String {
 
 impl Setup {
     async fn client(&self) -> H2 {
-        H2::connect(self.fcm.addr(), &self.ca, None).await.unwrap()
+        H2::connect(self.fcm.addr(), self.ca.ca_pem(), None)
+            .await
+            .unwrap()
     }
 
     /// An access token, got as §6.3 says: the JWT-bearer grant at the account's token_uri.
@@ -142,7 +144,7 @@ async fn a_grant_then_a_send_is_accepted_and_recorded() {
 #[tokio::test]
 async fn http_1_1_is_spoken_too() {
     let s = setup();
-    let mut client = H1::connect(s.fcm.addr(), &s.ca).await.unwrap();
+    let mut client = H1::connect(s.fcm.addr(), s.ca.ca_pem()).await.unwrap();
     let got = client
         .post("/token", &[FORM], grant(&assertion(&s.account)))
         .await

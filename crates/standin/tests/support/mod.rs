@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use bindery_standin::{ApnsKey, ClientCert, RsaTestKey, TestCa};
+use bindery_standin::{ApnsKey, ClientCert, RsaTestKey};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::header::HeaderMap;
@@ -55,10 +55,10 @@ pub fn identity(cert: &ClientCert, traditional_key: bool) -> Identity {
     )
 }
 
-fn tls(ca: &TestCa, identity: Option<Identity>, alpn: &[&[u8]]) -> TlsConnector {
+fn tls(ca_pem: &str, identity: Option<Identity>, alpn: &[&[u8]]) -> TlsConnector {
     let mut roots = rustls::RootCertStore::empty();
     roots
-        .add(CertificateDer::from_pem_slice(ca.ca_pem().as_bytes()).unwrap())
+        .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
         .unwrap();
     let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
@@ -74,7 +74,7 @@ fn tls(ca: &TestCa, identity: Option<Identity>, alpn: &[&[u8]]) -> TlsConnector 
     TlsConnector::from(Arc::new(config))
 }
 
-/// One HTTP/2 connection (cloneable: clones share it, one stream per request).
+/// One HTTP/2 connection to a server whose certificate `ca_pem` signed (cloneable: clones share it, one stream per request).
 #[derive(Clone)]
 pub struct H2 {
     send: hyper::client::conn::http2::SendRequest<Full<Bytes>>,
@@ -84,11 +84,11 @@ pub struct H2 {
 impl H2 {
     pub async fn connect(
         addr: SocketAddr,
-        ca: &TestCa,
+        ca_pem: &str,
         identity: Option<Identity>,
     ) -> anyhow::Result<H2> {
         let tcp = tokio::net::TcpStream::connect(addr).await?;
-        let stream = tls(ca, identity, &[b"h2"])
+        let stream = tls(ca_pem, identity, &[b"h2"])
             .connect(ServerName::try_from("localhost").unwrap(), tcp)
             .await
             .context("TLS handshake")?;
@@ -128,9 +128,9 @@ pub struct H1 {
 }
 
 impl H1 {
-    pub async fn connect(addr: SocketAddr, ca: &TestCa) -> anyhow::Result<H1> {
+    pub async fn connect(addr: SocketAddr, ca_pem: &str) -> anyhow::Result<H1> {
         let tcp = tokio::net::TcpStream::connect(addr).await?;
-        let stream = tls(ca, None, &[b"http/1.1"])
+        let stream = tls(ca_pem, None, &[b"http/1.1"])
             .connect(ServerName::try_from("localhost").unwrap(), tcp)
             .await?;
         let (send, connection) =
