@@ -644,7 +644,7 @@ async fn hang_and_close_mid_stream() {
 async fn many_sends_share_one_connection() {
     let s = setup();
     s.fcm
-        .script("slow", Answer::Accept.after(Duration::from_millis(200)));
+        .script("slow", Answer::Accept.after(Duration::from_secs(1)));
     let client = s.client().await;
     let bearer = format!("Bearer {}", s.access_token(&client).await);
     let path = s.send_path();
