@@ -98,28 +98,7 @@ pub enum Answer {
     Delayed(Duration, Box<Answer>),
 }
 
-impl Answer {
-    /// This answer `n` times, then success.
-    pub fn times(self, n: usize) -> Script<Answer> {
-        Script::times(self, n)
-    }
-
-    /// This answer once, then success.
-    pub fn once(self) -> Script<Answer> {
-        Script::times(self, 1)
-    }
-
-    /// This answer, given after `delay`.
-    pub fn after(self, delay: Duration) -> Answer {
-        Answer::Delayed(delay, Box::new(self))
-    }
-}
-
-impl From<Answer> for Script<Answer> {
-    fn from(answer: Answer) -> Self {
-        Script::always(answer)
-    }
-}
+crate::script::scripted_answer!(Answer);
 
 /// A running APNs stand-in; stops when dropped.
 pub struct Apns {

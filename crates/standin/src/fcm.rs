@@ -108,25 +108,7 @@ pub enum Answer {
     Delayed(Duration, Box<Answer>),
 }
 
-impl Answer {
-    pub fn times(self, n: usize) -> Script<Answer> {
-        Script::times(self, n)
-    }
-
-    pub fn once(self) -> Script<Answer> {
-        Script::times(self, 1)
-    }
-
-    pub fn after(self, delay: Duration) -> Answer {
-        Answer::Delayed(delay, Box::new(self))
-    }
-}
-
-impl From<Answer> for Script<Answer> {
-    fn from(answer: Answer) -> Self {
-        Script::always(answer)
-    }
-}
+crate::script::scripted_answer!(Answer);
 
 /// A running FCM stand-in; stops when dropped.
 pub struct Fcm {

@@ -44,3 +44,33 @@ impl<A: Clone + Default> Script<A> {
         self.first.pop_front().unwrap_or_else(|| self.then.clone())
     }
 }
+
+/// `times`, `once` and `after` on a stand-in's `Answer` type, which must have a
+/// `Delayed(Duration, Box<Answer>)` variant, and an `Answer` as a script that answers it forever.
+macro_rules! scripted_answer {
+    ($answer:ident) => {
+        impl $answer {
+            /// This answer `n` times, then success.
+            pub fn times(self, n: usize) -> $crate::script::Script<$answer> {
+                $crate::script::Script::times(self, n)
+            }
+
+            /// This answer once, then success.
+            pub fn once(self) -> $crate::script::Script<$answer> {
+                $crate::script::Script::times(self, 1)
+            }
+
+            /// This answer, given after `delay`.
+            pub fn after(self, delay: std::time::Duration) -> $answer {
+                $answer::Delayed(delay, Box::new(self))
+            }
+        }
+
+        impl From<$answer> for $crate::script::Script<$answer> {
+            fn from(answer: $answer) -> Self {
+                $crate::script::Script::always(answer)
+            }
+        }
+    };
+}
+pub(crate) use scripted_answer;
