@@ -3,10 +3,12 @@
 //! worker. A transport answers delivered, failed, or unregistered (the provider says the token
 //! is dead, which removes the binding as feedback does).
 
+pub mod apns;
 pub mod credential;
 mod desktop;
 mod error;
 pub mod guard;
+pub mod http2;
 pub mod jwt;
 mod log;
 pub mod payload;

@@ -1,0 +1,183 @@
+//! One kept HTTP/2 connection over TLS to a provider (CONTRACT §6.3: pushes through one
+//! credential share one connection, many streams, instead of a connection per push). It is
+//! opened on first use and again when the provider closed it (GOAWAY, a reset, an idle
+//! timeout); every request is a stream of it.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::client::conn::http2::SendRequest;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio::sync::Mutex;
+
+use super::DeliveryError;
+
+/// The most of a provider's answer read: a reason is a few bytes.
+const ANSWER_LIMIT: usize = 64 * 1024;
+
+/// A TLS client configuration for a provider: the usual web roots, plus the PEM file of extra
+/// roots `delivery.tls.ca_file` names (a stand-in's, a proxy's), and a client certificate for
+/// APNs certificate auth. ring is the one crypto provider.
+pub fn tls_config(
+    ca_file: Option<&Path>,
+    client: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+) -> Result<Arc<rustls::ClientConfig>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(file) = ca_file {
+        let certificates = CertificateDer::pem_file_iter(file)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| format!("delivery.tls.ca_file {}: {e}", file.display()))?;
+        for certificate in certificates {
+            roots
+                .add(certificate)
+                .map_err(|e| format!("delivery.tls.ca_file {}: {e}", file.display()))?;
+        }
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots);
+    let mut config = match client {
+        Some((chain, key)) => builder
+            .with_client_auth_cert(chain, key)
+            .map_err(|e| format!("the client certificate cannot be used: {e}"))?,
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// A provider's answer: its status, headers and (bounded) body.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: hyper::HeaderMap,
+    pub body: Bytes,
+}
+
+pub struct Connection {
+    host: String,
+    port: u16,
+    tls: Arc<rustls::ClientConfig>,
+    connect_timeout: Duration,
+    sender: Mutex<Option<SendRequest<Full<Bytes>>>>,
+    /// Connections opened so far (for `bindery_push_connections_opened_total`).
+    opened: std::sync::atomic::AtomicU64,
+}
+
+impl Connection {
+    /// A connection to `endpoint` (`https://host[:port]`), opened when first used.
+    pub fn new(endpoint: &str, tls: Arc<rustls::ClientConfig>) -> Result<Connection, String> {
+        let url = url::Url::parse(endpoint)
+            .ok()
+            .filter(|u| u.scheme() == "https" && u.host_str().is_some())
+            .ok_or("a provider endpoint must be an https:// URL")?;
+        Ok(Connection {
+            host: url
+                .host_str()
+                .unwrap_or_default()
+                .trim_matches(['[', ']'])
+                .to_owned(),
+            port: url.port_or_known_default().unwrap_or(443),
+            tls,
+            connect_timeout: Duration::from_secs(10),
+            sender: Mutex::new(None),
+            opened: 0.into(),
+        })
+    }
+
+    pub fn opened(&self) -> u64 {
+        self.opened.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    async fn open(&self) -> Result<SendRequest<Full<Bytes>>, DeliveryError> {
+        let unreachable = |what| DeliveryError::Unreachable(what);
+        let tcp = tokio::time::timeout(
+            self.connect_timeout,
+            tokio::net::TcpStream::connect((self.host.as_str(), self.port)),
+        )
+        .await
+        .map_err(|_| unreachable("the connection timed out"))?
+        .map_err(|_| unreachable("the connection failed"))?;
+        let _ = tcp.set_nodelay(true);
+        let name = ServerName::try_from(self.host.clone())
+            .map_err(|_| unreachable("the URL or proxy cannot be used"))?;
+        let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
+            .connect(name, tcp)
+            .await
+            .map_err(|_| unreachable("the TLS handshake failed"))?;
+        let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .handshake(TokioIo::new(tls))
+            .await
+            .map_err(|_| unreachable("the HTTP/2 handshake failed"))?;
+        // The connection is driven by its own task until the provider or we close it.
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "a provider connection ended");
+            }
+        });
+        self.opened
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(sender)
+    }
+
+    /// The kept connection's sender, opening a connection when there is none or it closed.
+    async fn sender(&self) -> Result<SendRequest<Full<Bytes>>, DeliveryError> {
+        let mut kept = self.sender.lock().await;
+        if let Some(sender) = kept.as_ref() {
+            if !sender.is_closed() {
+                return Ok(sender.clone());
+            }
+        }
+        let sender = self.open().await?;
+        *kept = Some(sender.clone());
+        Ok(sender)
+    }
+
+    /// Sends one request as a stream of the kept connection and reads its answer.
+    pub async fn send(
+        &self,
+        method: hyper::Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Result<Reply, DeliveryError> {
+        let mut sender = self.sender().await?;
+        let mut request = hyper::Request::builder()
+            .method(method)
+            .uri(format!("https://{}:{}{path}", self.host, self.port));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request
+            .body(Full::new(body))
+            .map_err(|_| DeliveryError::Unreachable("the request could not be built"))?;
+        sender
+            .ready()
+            .await
+            .map_err(|_| DeliveryError::Unreachable("the connection broke or timed out"))?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|_| DeliveryError::Unreachable("the connection broke or timed out"))?;
+        let (parts, body) = response.into_parts();
+        let body = Limited::new(body, ANSWER_LIMIT)
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        Ok(Reply {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body,
+        })
+    }
+}
