@@ -4,40 +4,10 @@
 
 use bytes::Bytes;
 
-use super::http2::{Connection, Reply};
+use super::http2::Connection;
 use super::payload::ApnsRequest;
-use super::verdict::{classify, Answer, Provider, Verdict};
+use super::verdict::ProviderAnswer;
 use super::DeliveryError;
-
-/// What a provider answered, as far as its meaning goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProviderAnswer {
-    pub status: u16,
-    pub reason: Option<String>,
-    pub retry_after: Option<u64>,
-}
-
-impl ProviderAnswer {
-    pub fn verdict(&self, provider: Provider) -> Verdict {
-        classify(
-            provider,
-            &Answer {
-                status: self.status,
-                reason: self.reason.as_deref(),
-                retry_after: self.retry_after,
-            },
-        )
-    }
-}
-
-/// `Retry-After` in seconds, when the answer has one.
-pub(super) fn retry_after(reply: &Reply) -> Option<u64> {
-    reply
-        .headers
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse().ok())
-}
 
 /// Sends `request` to APNs over `connection`, with `bearer` for token auth.
 pub async fn send(
@@ -66,6 +36,6 @@ pub async fn send(
     Ok(ProviderAnswer {
         status: reply.status,
         reason,
-        retry_after: retry_after(&reply),
+        retry_after: reply.retry_after(),
     })
 }

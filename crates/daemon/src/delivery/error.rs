@@ -27,6 +27,9 @@ pub enum DeliveryError {
         last: Box<DeliveryError>,
         attempts: u32,
     },
+    /// The OAuth token endpoint refused the service account's grant (with this status).
+    #[error("the token endpoint refused the credential ({0})")]
+    TokenRefused(u16),
     #[error("no desktop notification server answered on the session bus")]
     Desktop,
     #[error("credential {0} missing")]

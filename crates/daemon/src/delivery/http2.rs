@@ -63,6 +63,16 @@ pub struct Reply {
     pub body: Bytes,
 }
 
+impl Reply {
+    /// `Retry-After` in seconds, when the answer has one.
+    pub fn retry_after(&self) -> Option<u64> {
+        self.headers
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok())
+    }
+}
+
 pub struct Connection {
     host: String,
     port: u16,

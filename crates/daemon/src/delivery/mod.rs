@@ -7,6 +7,7 @@ pub mod apns;
 pub mod credential;
 mod desktop;
 mod error;
+pub mod fcm;
 pub mod guard;
 pub mod http2;
 pub mod jwt;

@@ -38,6 +38,27 @@ pub struct Answer<'a> {
     pub retry_after: Option<u64>,
 }
 
+/// A provider's answer as a sender read it off the wire, owning its reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderAnswer {
+    pub status: u16,
+    pub reason: Option<String>,
+    pub retry_after: Option<u64>,
+}
+
+impl ProviderAnswer {
+    pub fn verdict(&self, provider: Provider) -> Verdict {
+        classify(
+            provider,
+            &Answer {
+                status: self.status,
+                reason: self.reason.as_deref(),
+                retry_after: self.retry_after,
+            },
+        )
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     Delivered,
