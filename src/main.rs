@@ -429,19 +429,12 @@ async fn create_first_account(
     Ok(())
 }
 
-/// Writes `value` as one JSON line to a new file that only its owner may read or write. A file
-/// left from an earlier data dir is replaced, never reused with its permissions.
+/// Writes `value` as one JSON line to a new file that only its owner may read. A file left
+/// from an earlier data dir is replaced, never reused with its permissions.
 fn write_private(path: &Path, value: &serde_json::Value) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
         _ => {}
     }
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    writeln!(file, "{value}")?;
-    file.sync_all()
+    bindery_daemon::private_file::create(path, format!("{value}\n").as_bytes())
 }

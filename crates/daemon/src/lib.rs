@@ -11,6 +11,7 @@ pub mod feed;
 pub mod lock;
 pub mod metrics;
 pub mod notifications;
+pub mod private_file;
 pub mod queries;
 pub mod seal;
 pub mod secrets;

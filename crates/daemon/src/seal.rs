@@ -10,7 +10,6 @@
 //! Hashing auth tokens (`secrets.rs`) is another thing: those are only ever compared, never
 //! given back, while a sender needs a credential's key itself.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -129,49 +128,36 @@ impl Sealer {
     }
 
     /// A new random key, written to `file` (which must not exist yet) readable by its owner
-    /// only, and synced with its directory so that it outlives a crash as the log does.
+    /// only (see [`private_file`](crate::private_file)).
     pub fn create(file: &Path) -> Result<Sealer, SealError> {
-        use std::os::unix::fs::OpenOptionsExt;
         let uncreatable = |error| SealError::Uncreatable {
             file: file.to_owned(),
             error,
         };
-        let random = SystemRandom::new();
         let mut bytes = [0u8; KEY_LEN];
-        random
+        SystemRandom::new()
             .fill(&mut bytes)
             .map_err(|_| uncreatable(std::io::Error::other("no randomness")))?;
-        let mut out = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(file)
-            .map_err(uncreatable)?;
-        let written = writeln!(out, "{}", hex::encode(bytes)).and_then(|()| out.sync_all());
-        if let Err(error) = written {
-            // A partial key (a full disk) would refuse every later start as malformed.
-            let _ = std::fs::remove_file(file);
-            return Err(uncreatable(error));
-        }
-        let parent = match file.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        std::fs::File::open(parent)
-            .and_then(|d| d.sync_all())
+        crate::private_file::create(file, format!("{}\n", hex::encode(bytes)).as_bytes())
             .map_err(uncreatable)?;
         Ok(Sealer::with_key(&bytes, file))
     }
 
     /// The data dir's key for a server: the one in `file`, or a new one if there is none and
-    /// nothing in the log (`holds_sealed`) was sealed under an earlier one. A missing key
-    /// beside sealed credentials is refused: a new key could never open them.
-    pub fn load_or_create(file: &Path, holds_sealed: bool) -> Result<Sealer, SealError> {
-        match Sealer::load(file)? {
-            Some(sealer) => Ok(sealer),
-            None if holds_sealed => Err(SealError::MissingBesideSealed(file.to_owned())),
-            None => Sealer::create(file),
+    /// nothing in the log was sealed under an earlier one (`holds_sealed` asks the log, and
+    /// only when the file is missing: it reads every credential event). A missing key beside
+    /// sealed credentials is refused: a new key could never open them.
+    pub fn load_or_create<E: From<SealError>>(
+        file: &Path,
+        holds_sealed: impl FnOnce() -> Result<bool, E>,
+    ) -> Result<Sealer, E> {
+        if let Some(sealer) = Sealer::load(file)? {
+            return Ok(sealer);
         }
+        if holds_sealed()? {
+            return Err(SealError::MissingBesideSealed(file.to_owned()).into());
+        }
+        Ok(Sealer::create(file)?)
     }
 
     fn with_key(bytes: &[u8], file: &Path) -> Sealer {
@@ -371,12 +357,15 @@ mod tests {
     fn the_key_file_is_private_reused_and_refused_when_malformed() {
         let dir = tempfile::TempDir::new().unwrap();
         let file = dir.path().join(KEY_FILE_NAME);
-        let sealed = Sealer::load_or_create(&file, false)
+        let sealed = Sealer::load_or_create(&file, || Ok::<_, SealError>(false))
             .unwrap()
             .seal("secret", "s");
         let mode = std::fs::metadata(&file).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
-        let again = Sealer::load_or_create(&file, true).unwrap();
+        // With the key in place, the log is not asked.
+        let again =
+            Sealer::load_or_create(&file, || -> Result<bool, SealError> { panic!("log read") })
+                .unwrap();
         assert_eq!(again.open("secret", &sealed).unwrap(), "s");
 
         for bad in ["", "not hex", &"ab".repeat(31), &"ab".repeat(33)] {
@@ -391,7 +380,7 @@ mod tests {
     fn a_missing_key_beside_sealed_values_is_refused_not_replaced() {
         let dir = tempfile::TempDir::new().unwrap();
         let file = dir.path().join(KEY_FILE_NAME);
-        let error = Sealer::load_or_create(&file, true).unwrap_err();
+        let error = Sealer::load_or_create(&file, || Ok::<_, SealError>(true)).unwrap_err();
         assert!(error.to_string().contains(&*file.to_string_lossy()));
         assert!(!file.exists(), "no key made that could not open them");
     }

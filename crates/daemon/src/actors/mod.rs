@@ -87,10 +87,9 @@ impl Daemon {
     pub fn start(options: DaemonOptions) -> Result<Daemon, StoreError> {
         let path = store::database_path(&options.data_dir);
         let mut store = Store::open(&path, &options.store)?;
-        let sealer = Arc::new(Sealer::load_or_create(
-            &options.secret_key_file,
-            store.holds_sealed_secrets()?,
-        )?);
+        let sealer = Arc::new(Sealer::load_or_create(&options.secret_key_file, || {
+            store.holds_sealed_secrets()
+        })?);
         let metrics = options.metrics.clone();
         let position = store.projection_position()?;
         metrics.projection_position.set(position);
