@@ -55,6 +55,15 @@ pub fn tls_config(
     Ok(Arc::new(config))
 }
 
+/// `host:port` for a URI: an IPv6 address goes in brackets.
+fn authority(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
 /// A provider's answer: its status, headers and (bounded) body.
 #[derive(Debug, Clone)]
 pub struct Reply {
@@ -74,8 +83,11 @@ impl Reply {
 }
 
 pub struct Connection {
+    /// The host as a name or address (an IPv6 address without its brackets).
     host: String,
     port: u16,
+    /// `host:port` as a URI writes it (brackets around an IPv6 address).
+    authority: String,
     tls: Arc<rustls::ClientConfig>,
     connect_timeout: Duration,
     sender: Mutex<Option<SendRequest<Full<Bytes>>>>,
@@ -90,13 +102,16 @@ impl Connection {
             .ok()
             .filter(|u| u.scheme() == "https" && u.host_str().is_some())
             .ok_or("a provider endpoint must be an https:// URL")?;
+        let host = url
+            .host_str()
+            .unwrap_or_default()
+            .trim_matches(['[', ']'])
+            .to_owned();
+        let port = url.port_or_known_default().unwrap_or(443);
         Ok(Connection {
-            host: url
-                .host_str()
-                .unwrap_or_default()
-                .trim_matches(['[', ']'])
-                .to_owned(),
-            port: url.port_or_known_default().unwrap_or(443),
+            authority: authority(&host, port),
+            host,
+            port,
             tls,
             connect_timeout: Duration::from_secs(10),
             sender: Mutex::new(None),
@@ -163,7 +178,7 @@ impl Connection {
         let mut sender = self.sender().await?;
         let mut request = hyper::Request::builder()
             .method(method)
-            .uri(format!("https://{}:{}{path}", self.host, self.port));
+            .uri(format!("https://{}{path}", self.authority));
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
@@ -189,5 +204,25 @@ impl Connection {
             headers: parts.headers,
             body,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_ipv6_endpoint_keeps_its_brackets_in_the_uri_only() {
+        let tls = super::tls_config(None, None).unwrap();
+        let v6 = super::Connection::new("https://[::1]:8443", tls.clone()).unwrap();
+        assert_eq!(
+            (v6.host.as_str(), v6.authority.as_str()),
+            ("::1", "[::1]:8443")
+        );
+        let named = super::Connection::new("https://api.push.apple.com", tls).unwrap();
+        assert_eq!(named.authority, "api.push.apple.com:443");
+        assert!(super::Connection::new(
+            "http://api.push.apple.com",
+            super::tls_config(None, None).unwrap()
+        )
+        .is_err());
     }
 }
