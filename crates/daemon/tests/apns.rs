@@ -16,36 +16,11 @@ use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 
 const TOPIC: &str = "com.example.chat";
 
+mod common;
+use common::{now, runtime};
+
 fn push(address: &str) -> Push {
-    Push {
-        binding_sid: BindingSid::from_bytes([1; 16]),
-        binding_type: BindingType::Apn,
-        address: PushAddress::parse(address).unwrap(),
-        credential_sid: None,
-        service_sid: ServiceSid::from_bytes([2; 16]),
-        identity: Identity::parse("alice").unwrap(),
-        message_type: MessageType::NewMessage,
-        title: Some("Team Chat".into()),
-        body: "bob: lunch?".into(),
-        sound: None,
-        data: Some(serde_json::json!({"channel": "general", "unread": 3})),
-        priority: Priority::Low,
-        ttl: Some(60),
-    }
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
+    common::push(BindingType::Apn, address, Priority::Low, 60)
 }
 
 #[test]

@@ -14,29 +14,11 @@ use bindery_domain::*;
 use bindery_standin::fcm::Answer;
 use bindery_standin::{Fcm, TestCa};
 
-fn push(address: &str) -> Push {
-    Push {
-        binding_sid: BindingSid::from_bytes([1; 16]),
-        binding_type: BindingType::Fcm,
-        address: PushAddress::parse(address).unwrap(),
-        credential_sid: None,
-        service_sid: ServiceSid::from_bytes([2; 16]),
-        identity: Identity::parse("alice").unwrap(),
-        message_type: MessageType::NewMessage,
-        title: Some("Team Chat".into()),
-        body: "bob: lunch?".into(),
-        sound: None,
-        data: Some(serde_json::json!({"channel": "general", "unread": 3})),
-        priority: Priority::High,
-        ttl: Some(3600),
-    }
-}
+mod common;
+use common::{now, runtime};
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
+fn push(address: &str) -> Push {
+    common::push(BindingType::Fcm, address, Priority::High, 3600)
 }
 
 #[test]
@@ -71,80 +53,76 @@ fn a_push_gets_an_access_token_once_and_reaches_fcm_with_its_message() {
     let tokens = TokenSource::new(&token_uri, &client_email, key, tls.clone()).unwrap();
     let connection = Connection::new(&standin.url(), tls).unwrap();
 
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async {
-            let send = |address: &'static str| {
-                let (tokens, connection, project_id) = (&tokens, &connection, &project_id);
-                async move {
-                    let token = tokens.token(now()).await.unwrap();
-                    let answer = fcm::send(
-                        connection,
-                        project_id,
-                        &payload::fcm(&push(address)),
-                        &token,
-                    )
-                    .await
-                    .unwrap();
-                    (token, answer)
-                }
-            };
-            let (first, answer) = send("live-token").await;
-            assert_eq!(
-                answer.verdict(Provider::Fcm),
-                Verdict::Delivered,
-                "{answer:?}"
-            );
-            let sent = &standin.sends_to("live-token")[0];
-            assert_eq!(
-                sent.path,
-                format!("/v1/projects/{project_id}/messages:send")
-            );
-            assert_eq!(
-                sent.json.as_ref().unwrap()["message"],
-                serde_json::json!({
-                    "token": "live-token",
-                    "notification": {"title": "Team Chat", "body": "bob: lunch?"},
-                    "data": {"channel": "general", "unread": "3"},
-                    "android": {"priority": "HIGH", "ttl": "3600s"},
-                })
-            );
-            let grant = &standin.token_requests()[0];
-            let assertion = grant.jwt.as_ref().expect("an assertion");
-            assert_eq!(assertion.header["alg"], "RS256");
-            assert_eq!(assertion.claims["iss"], client_email.as_str());
-            assert_eq!(assertion.claims["aud"], token_uri.as_str());
+    runtime().block_on(async {
+        let send = |address: &'static str| {
+            let (tokens, connection, project_id) = (&tokens, &connection, &project_id);
+            async move {
+                let token = tokens.token(now()).await.unwrap();
+                let answer = fcm::send(
+                    connection,
+                    project_id,
+                    &payload::fcm(&push(address)),
+                    &token,
+                )
+                .await
+                .unwrap();
+                (token, answer)
+            }
+        };
+        let (first, answer) = send("live-token").await;
+        assert_eq!(
+            answer.verdict(Provider::Fcm),
+            Verdict::Delivered,
+            "{answer:?}"
+        );
+        let sent = &standin.sends_to("live-token")[0];
+        assert_eq!(
+            sent.path,
+            format!("/v1/projects/{project_id}/messages:send")
+        );
+        assert_eq!(
+            sent.json.as_ref().unwrap()["message"],
+            serde_json::json!({
+                "token": "live-token",
+                "notification": {"title": "Team Chat", "body": "bob: lunch?"},
+                "data": {"channel": "general", "unread": "3"},
+                "android": {"priority": "HIGH", "ttl": "3600s"},
+            })
+        );
+        let grant = &standin.token_requests()[0];
+        let assertion = grant.jwt.as_ref().expect("an assertion");
+        assert_eq!(assertion.header["alg"], "RS256");
+        assert_eq!(assertion.claims["iss"], client_email.as_str());
+        assert_eq!(assertion.claims["aud"], token_uri.as_str());
 
-            let (again, dead) = send("dead-token").await;
-            assert_eq!(again, first, "the access token is reused");
-            assert_eq!(
-                dead.verdict(Provider::Fcm),
-                Verdict::Unregistered {
-                    reason: "UNREGISTERED".into()
-                }
-            );
-            let (_, busy) = send("busy-token").await;
-            assert_eq!(
-                busy.verdict(Provider::Fcm),
-                Verdict::Transient {
-                    reason: "QUOTA_EXCEEDED".into(),
-                    retry_after: Some(Duration::from_secs(4)),
-                }
-            );
+        let (again, dead) = send("dead-token").await;
+        assert_eq!(again, first, "the access token is reused");
+        assert_eq!(
+            dead.verdict(Provider::Fcm),
+            Verdict::Unregistered {
+                reason: "UNREGISTERED".into()
+            }
+        );
+        let (_, busy) = send("busy-token").await;
+        assert_eq!(
+            busy.verdict(Provider::Fcm),
+            Verdict::Transient {
+                reason: "QUOTA_EXCEEDED".into(),
+                retry_after: Some(Duration::from_secs(4)),
+            }
+        );
 
-            // FCM revokes the token: renewed once, the push goes through with a new one.
-            let (stale, refused) = send("stale-token").await;
-            assert!(matches!(
-                refused.verdict(Provider::Fcm),
-                Verdict::RenewToken { .. }
-            ));
-            tokens.renew(&stale).await;
-            let (renewed, retried) = send("stale-token").await;
-            assert_ne!(renewed, stale);
-            assert_eq!(retried.verdict(Provider::Fcm), Verdict::Delivered);
-        });
+        // FCM revokes the token: renewed once, the push goes through with a new one.
+        let (stale, refused) = send("stale-token").await;
+        assert!(matches!(
+            refused.verdict(Provider::Fcm),
+            Verdict::RenewToken { .. }
+        ));
+        tokens.renew(&stale).await;
+        let (renewed, retried) = send("stale-token").await;
+        assert_ne!(renewed, stale);
+        assert_eq!(retried.verdict(Provider::Fcm), Verdict::Delivered);
+    });
     assert_eq!(
         standin.stats().tokens_issued,
         2,
@@ -177,12 +155,7 @@ fn a_refused_grant_is_the_credentials_fault_and_quotes_nothing() {
     };
     let tls = tls_config(Some(ca.ca_file()), None).unwrap();
     let tokens = TokenSource::new(&token_uri, &client_email, key, tls).unwrap();
-    let refused = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(tokens.token(now()))
-        .unwrap_err();
+    let refused = runtime().block_on(tokens.token(now())).unwrap_err();
     assert!(
         matches!(refused, DeliveryError::TokenRefused(_)),
         "{refused}"
