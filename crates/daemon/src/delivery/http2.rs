@@ -15,10 +15,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::sync::Mutex;
 
-use super::DeliveryError;
-
-/// The most of a provider's answer read: a reason is a few bytes.
-const ANSWER_LIMIT: usize = 64 * 1024;
+use super::{DeliveryError, ANSWER_LIMIT};
 
 /// A TLS client configuration for a provider: the usual web roots, plus the PEM file of extra
 /// roots `delivery.tls.ca_file` names (a stand-in's, a proxy's), and a client certificate for

@@ -33,6 +33,10 @@ pub use error::DeliveryError;
 pub use log::LogTransport;
 pub use webhook::Webhook;
 
+/// The most of a provider's or a sender's answer read: a reason or a verdict is a few bytes,
+/// and an endless answer must not hold a dispatcher or fill memory.
+pub const ANSWER_LIMIT: usize = 64 * 1024;
+
 /// One push to one device.
 #[derive(Debug, Clone, Serialize)]
 pub struct Push {

@@ -13,10 +13,7 @@
 use std::io::Read;
 use std::time::Duration;
 
-use super::{DeliveryError, Outcome, Push, Transport};
-
-/// The most of a sender's answer read, to look for a verdict; a verdict is a few bytes.
-pub const ANSWER_LIMIT: u64 = 64 * 1024;
+use super::{DeliveryError, Outcome, Push, Transport, ANSWER_LIMIT};
 
 pub struct Webhook {
     url: String,
@@ -99,9 +96,9 @@ fn says_unregistered(response: ureq::Response) -> bool {
     let mut body = Vec::new();
     let read = response
         .into_reader()
-        .take(ANSWER_LIMIT + 1)
+        .take(ANSWER_LIMIT as u64 + 1)
         .read_to_end(&mut body);
-    if read.is_err() || body.len() as u64 > ANSWER_LIMIT {
+    if read.is_err() || body.len() > ANSWER_LIMIT {
         return false;
     }
     serde_json::from_slice::<serde_json::Value>(&body)
