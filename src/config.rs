@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use bindery_daemon::delivery::direct::DirectSettings;
 use bindery_daemon::delivery::TransportSettings;
 use bindery_daemon::feed::WaitLimits;
 use bindery_daemon::{StoreOptions, Synchronous};
@@ -67,14 +68,60 @@ pub enum TransportName {
     Log,
     Desktop,
     Webhook,
+    /// Straight to APNs and FCM with the stored credentials.
+    Direct,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Delivery {
-    /// `log`, `desktop` (a desktop notification on the D-Bus session bus) or `webhook`.
+    /// `log`, `desktop` (a desktop notification on the D-Bus session bus), `webhook`, or
+    /// `direct` (APNs and FCM, with the stored credentials).
     pub transport: TransportName,
     pub webhook: WebhookSettings,
+    pub apns: ApnsSettings,
+    pub fcm: FcmSettings,
+    pub tls: TlsSettings,
+    /// How long notify waits, from its arrival, for every push's final outcome (`direct`);
+    /// a push still being tried then answers `pending` and finishes in the background.
+    #[serde(with = "humantime_serde")]
+    pub deadline: Duration,
+    pub guard: GuardSettings,
+    /// Pushes on the wire to the providers at once (`direct`).
+    pub in_flight: usize,
+    /// Of those, how many through one credential.
+    pub in_flight_per_credential: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApnsSettings {
+    /// APNs for credentials with `Sandbox` false.
+    pub endpoint: String,
+    /// APNs for credentials with `Sandbox` true.
+    pub sandbox_endpoint: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FcmSettings {
+    /// FCM HTTP v1.
+    pub endpoint: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// A PEM file of extra root certificates to trust, beside the usual roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuardSettings {
+    /// Past this many "unregistered" answers through one credential in a minute, stop
+    /// removing bindings through it.
+    pub unregistered_per_minute: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -120,6 +167,7 @@ pub struct Log {
 
 impl Default for Settings {
     fn default() -> Self {
+        let direct = DirectSettings::default();
         Settings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("./data"),
@@ -148,6 +196,20 @@ impl Default for Settings {
                     retries: 2,
                     secret: None,
                 },
+                apns: ApnsSettings {
+                    endpoint: direct.apns_endpoint,
+                    sandbox_endpoint: direct.apns_sandbox_endpoint,
+                },
+                fcm: FcmSettings {
+                    endpoint: direct.fcm_endpoint,
+                },
+                tls: TlsSettings { ca_file: None },
+                deadline: direct.deadline,
+                guard: GuardSettings {
+                    unregistered_per_minute: direct.unregistered_per_minute,
+                },
+                in_flight: direct.in_flight,
+                in_flight_per_credential: direct.in_flight_per_credential,
             },
             metrics: MetricsSettings { listen: None },
             log: Log {
@@ -195,6 +257,19 @@ impl Settings {
                 retries: self.delivery.webhook.retries,
                 secret: self.delivery.webhook.secret.clone(),
             },
+            TransportName::Direct => {
+                let delivery = &self.delivery;
+                TransportSettings::Direct(DirectSettings {
+                    apns_endpoint: delivery.apns.endpoint.clone(),
+                    apns_sandbox_endpoint: delivery.apns.sandbox_endpoint.clone(),
+                    fcm_endpoint: delivery.fcm.endpoint.clone(),
+                    ca_file: delivery.tls.ca_file.clone(),
+                    deadline: delivery.deadline,
+                    unregistered_per_minute: delivery.guard.unregistered_per_minute,
+                    in_flight: delivery.in_flight,
+                    in_flight_per_credential: delivery.in_flight_per_credential,
+                })
+            }
         })
     }
 

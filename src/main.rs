@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use bindery_daemon::clock::{Clock, SystemClock};
+use bindery_daemon::delivery::TransportSettings;
 use bindery_daemon::lock::{DataDirLock, LockError};
 use bindery_daemon::store::{self, database_path};
 use bindery_daemon::{
@@ -289,8 +290,13 @@ fn init_logging(format: LogFormat, default_level: &str) {
 fn serve(settings: Settings) -> anyhow::Result<()> {
     // Checked before anything starts: a desktop transport without a session bus, or a webhook
     // without a URL, is a start-up error.
-    let transport = settings.transport().map_err(anyhow::Error::msg)?;
-    let transport = bindery_daemon::delivery::transport(&transport).map_err(anyhow::Error::msg)?;
+    let (transport, direct) = match settings.transport().map_err(anyhow::Error::msg)? {
+        TransportSettings::Direct(direct) => (None, Some(direct)),
+        other => (
+            Some(bindery_daemon::delivery::transport(&other).map_err(anyhow::Error::msg)?),
+            None,
+        ),
+    };
     // Held until the process ends: `rebuild` and `import` are refused meanwhile, and so is a
     // second server on the same data dir.
     let _lock =
@@ -302,7 +308,10 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
         options.group_commit = settings.storage.group_commit;
         options.stale_after = settings.bindings.stale_after;
         options.sweep_interval = settings.bindings.sweep_interval;
-        options.transport = transport;
+        if let Some(transport) = transport {
+            options.transport = transport;
+        }
+        options.direct = direct;
         options.wait_limits = bindery_daemon::feed::WaitLimits {
             total: settings.http.long_polls,
             per_account: settings.http.long_polls_per_account,

@@ -10,6 +10,7 @@ mod crash;
 mod credentials;
 mod delivery;
 mod desktop;
+mod direct;
 mod embedded;
 mod error_kinds;
 mod errors;

@@ -27,6 +27,12 @@ pub struct Families {
     pub deliveries_in_flight: IntGauge,
     pub feed_waiters: IntGauge,
     pub feed_wakeups: IntCounter,
+    pub push_requests: IntCounterVec,
+    pub push_duration: HistogramVec,
+    pub push_inflight: IntGaugeVec,
+    pub push_connections_opened: IntCounterVec,
+    pub credential_expiry: IntGaugeVec,
+    pub credential_healthy: IntGaugeVec,
 }
 
 impl std::ops::Deref for Metrics {
@@ -180,6 +186,78 @@ impl Metrics {
                 IntCounter::new(
                     "bindery_feed_wakeups_total",
                     "Long-polls woken by their account's events.",
+                )
+                .expect("valid metric"),
+            ),
+            push_requests: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "bindery_push_requests_total",
+                        "Pushes sent straight to a provider, by provider and outcome \
+                         (retried counts each try that is tried again).",
+                    ),
+                    &["provider", "outcome"],
+                )
+                .expect("valid metric"),
+            ),
+            push_duration: register(
+                &registry,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "bindery_push_duration_seconds",
+                        "Time from a push's first try to its final outcome, by provider.",
+                    )
+                    .buckets(vec![
+                        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                        10.0, 30.0,
+                    ]),
+                    &["provider"],
+                )
+                .expect("valid metric"),
+            ),
+            push_inflight: register(
+                &registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "bindery_push_inflight",
+                        "Pushes on the wire to a provider now, by provider.",
+                    ),
+                    &["provider"],
+                )
+                .expect("valid metric"),
+            ),
+            push_connections_opened: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "bindery_push_connections_opened_total",
+                        "HTTP/2 connections opened to a provider, by provider.",
+                    ),
+                    &["provider"],
+                )
+                .expect("valid metric"),
+            ),
+            credential_expiry: register(
+                &registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "bindery_credential_expiry_timestamp_seconds",
+                        "When a certificate credential expires (its notAfter), Unix seconds.",
+                    ),
+                    &["credential"],
+                )
+                .expect("valid metric"),
+            ),
+            credential_healthy: register(
+                &registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "bindery_credential_healthy",
+                        "1 while a credential pushes; 0 after its provider blamed it, or \
+                         while the dead-token guard holds its removals.",
+                    ),
+                    &["credential"],
                 )
                 .expect("valid metric"),
             ),

@@ -7,8 +7,10 @@ use bindery_domain::*;
 
 use futures_util::StreamExt;
 
+use crate::delivery::direct::{self, Sent};
 use crate::delivery::{DeliveryError, Outcome, Push};
-use crate::store::{Envelope, WriteError};
+use crate::store::Envelope;
+use crate::store::WriteError;
 use crate::Daemon;
 
 #[derive(Debug, Clone)]
@@ -34,6 +36,12 @@ pub struct Delivery {
     pub binding_sid: BindingSid,
     pub binding_type: BindingType,
     pub outcome: Outcome,
+    /// The HTTP status of the provider's last answer (direct transport).
+    pub provider_status: Option<u16>,
+    /// Tries made.
+    pub attempts: u32,
+    /// From the push being handed out to its outcome (or to `pending`).
+    pub latency: std::time::Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -43,26 +51,84 @@ pub struct NotifyReport {
     pub deliveries: Vec<Delivery>,
 }
 
+/// Which credential a binding's push goes through.
+enum Pushing {
+    With(Box<Credential>),
+    /// The binding names a credential that was deleted.
+    Missing(CredentialSid),
+    /// It names none, and its account has none or several of the kind (direct transport).
+    NoCredential,
+}
+
 impl Daemon {
+    /// Acts on a push's final outcome: a binding the provider no longer knows is removed, as
+    /// provider feedback removes it, with the provider's reason in its history.
+    async fn finish(
+        &self,
+        account: AccountSid,
+        service: ServiceSid,
+        push: &Push,
+        sent: &Sent,
+        request_id: Option<String>,
+    ) -> Result<(), WriteError> {
+        let Outcome::Unregistered(reason) = &sent.outcome else {
+            return Ok(());
+        };
+        let provider_reason = match reason {
+            DeliveryError::Rejected(reason) => Some(reason.clone()),
+            _ => None,
+        };
+        let envelope = Envelope {
+            command: Command::ReportInvalidAddress {
+                account,
+                service,
+                binding_type: push.binding_type,
+                address: push.address.clone(),
+                provider_reason,
+            },
+            request_id,
+            idempotency: None,
+        };
+        self.execute(envelope).await.map(|_| ())
+    }
+
     pub async fn notify(&self, request: NotifyRequest) -> Result<NotifyReport, WriteError> {
         let (account, service, identities) =
             (request.account, request.service, request.identities.clone());
         let sender = request.variables.user.clone();
+        let direct = self.direct().is_some();
         let (service_row, targets, sender_name) = self.read(move |view| {
             let Some(service_row) = view.service(&account, &service)? else {
                 return Ok((None, Vec::new(), None));
             };
+            // The account's only credential of each kind, looked up once per notify.
+            let mut only = std::collections::HashMap::new();
             let mut targets = Vec::new();
             for identity in &identities {
                 if let Some(user) =
                     view.user(&account, &service, &UserRef::Identity(identity.clone()))?
                 {
                     for binding in view.bindings_of_user(&user.sid)? {
-                        let credential_missing = match &binding.credential_sid {
-                            Some(credential) => view.credential(&account, credential)?.is_none(),
-                            None => false,
+                        let credential = match &binding.credential_sid {
+                            Some(sid) => match view.credential(&account, sid)? {
+                                Some(credential) => Pushing::With(Box::new(credential)),
+                                None => Pushing::Missing(*sid),
+                            },
+                            None if direct => {
+                                let kinds = direct::kinds_serving(binding.binding_type);
+                                let found = match only.get(&kinds) {
+                                    Some(found) => Clone::clone(found),
+                                    None => {
+                                        let found = view.only_credential(&account, kinds)?;
+                                        only.insert(kinds, found.clone());
+                                        found
+                                    }
+                                };
+                                found.map_or(Pushing::NoCredential, |c| Pushing::With(Box::new(c)))
+                            }
+                            None => Pushing::NoCredential,
                         };
-                        targets.push((binding, credential_missing));
+                        targets.push((binding, credential));
                     }
                 }
             }
@@ -99,10 +165,14 @@ impl Daemon {
             .clone()
             .or_else(|| Some(service_row.friendly_name.clone()));
 
+        // Every push's final outcome is waited for until then (direct transport).
+        let deadline = self
+            .direct()
+            .map(|direct| tokio::time::Instant::now() + direct.deadline());
         let pending = targets
             .into_iter()
             .filter(|(binding, _)| binding.message_types.contains(request.message_type))
-            .map(|(binding, credential_missing)| {
+            .map(|(binding, credential)| {
                 let push = Push {
                     binding_sid: binding.sid,
                     binding_type: binding.binding_type,
@@ -118,40 +188,68 @@ impl Daemon {
                     priority: request.priority,
                     ttl: request.ttl,
                 };
+                let request_id = request.request_id.clone();
                 async move {
-                    let outcome = match (credential_missing, &push.credential_sid) {
-                        (true, Some(credential)) => {
-                            Outcome::Failed(DeliveryError::CredentialMissing(*credential))
+                    let started = std::time::Instant::now();
+                    let sent = match (credential, self.direct(), deadline) {
+                        (Pushing::Missing(sid), _, _) => {
+                            Sent::failed(DeliveryError::CredentialMissing(sid))
                         }
-                        _ => self.deliver(push.clone()).await,
+                        (Pushing::With(credential), Some(direct), Some(deadline)) => {
+                            let mut handle = direct.send(push.clone(), *credential);
+                            match tokio::time::timeout_at(deadline, &mut handle).await {
+                                Ok(Ok(sent)) => sent,
+                                Ok(Err(_)) => Sent::failed(DeliveryError::DispatcherStopped),
+                                Err(_) => {
+                                    // It goes on; what it ends with is acted on then.
+                                    let (daemon, push) = (self.clone(), push.clone());
+                                    tokio::spawn(async move {
+                                        let Ok(sent) = handle.await else { return };
+                                        let finished = daemon
+                                            .finish(account, service, &push, &sent, request_id)
+                                            .await;
+                                        if let Err(e) = finished {
+                                            // The binding stays; its next push is refused
+                                            // again, and removes it then.
+                                            tracing::warn!(error = %e, binding = %push.binding_sid,
+                                                "a dead token was not removed");
+                                        }
+                                    });
+                                    Sent {
+                                        outcome: Outcome::Pending,
+                                        provider_status: None,
+                                        attempts: 1,
+                                    }
+                                }
+                            }
+                        }
+                        (Pushing::NoCredential, Some(_), _) => {
+                            Sent::failed(DeliveryError::NoCredential)
+                        }
+                        _ => Sent {
+                            outcome: self.deliver(push.clone()).await,
+                            provider_status: None,
+                            attempts: 1,
+                        },
                     };
-                    (push, outcome)
+                    (push, sent, started.elapsed())
                 }
             });
-        let delivered: Vec<(Push, Outcome)> = futures_util::stream::iter(pending)
+        let delivered: Vec<(Push, Sent, std::time::Duration)> = futures_util::stream::iter(pending)
             .buffered(self.fan_out())
             .collect()
             .await;
         let mut deliveries = Vec::with_capacity(delivered.len());
-        for (push, outcome) in delivered {
-            if let Outcome::Unregistered(_) = outcome {
-                let command = Command::ReportInvalidAddress {
-                    account,
-                    service,
-                    binding_type: push.binding_type,
-                    address: push.address.clone(),
-                };
-                let envelope = Envelope {
-                    command,
-                    request_id: request.request_id.clone(),
-                    idempotency: None,
-                };
-                self.execute(envelope).await?;
-            }
+        for (push, sent, latency) in delivered {
+            self.finish(account, service, &push, &sent, request.request_id.clone())
+                .await?;
             deliveries.push(Delivery {
                 binding_sid: push.binding_sid,
                 binding_type: push.binding_type,
-                outcome,
+                outcome: sent.outcome,
+                provider_status: sent.provider_status,
+                attempts: sent.attempts,
+                latency,
             });
         }
         Ok(NotifyReport {

@@ -260,6 +260,31 @@ impl ReadView<'_> {
             .filter(|c| c.account_sid == *account))
     }
 
+    /// The account's one credential of these kinds; none when it has none, or several (a
+    /// binding that names none cannot then say which).
+    pub fn only_credential(
+        &self,
+        account: &AccountSid,
+        kinds: &[BindingType],
+    ) -> Result<Option<Credential>, StoreError> {
+        let mut statement = self.conn.prepare_cached(&format!(
+            "SELECT {} FROM credentials WHERE account_sid = ?1 AND type IN (?2, ?3) LIMIT 2",
+            rows::CREDENTIAL_COLUMNS
+        ))?;
+        let (first, second) = match kinds {
+            [one] => (one.as_str(), one.as_str()),
+            [one, two, ..] => (one.as_str(), two.as_str()),
+            [] => return Ok(None),
+        };
+        let found = statement
+            .query_map([account.as_str(), first, second], rows::credential)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(match <[Credential; 1]>::try_from(found) {
+            Ok([only]) => Some(only),
+            Err(_) => None,
+        })
+    }
+
     pub fn credentials(
         &self,
         account: &AccountSid,

@@ -150,6 +150,7 @@ async fn expired_events(daemon: &Daemon, account: AccountSid) -> usize {
                 e.event
                     == Event::BindingDeleted {
                         reason: BindingRemoval::Expired,
+                        provider_reason: None,
                     }
             })
             .count();
@@ -281,7 +282,8 @@ async fn bindings_not_refreshed_within_stale_after_are_expired_and_refreshed_one
         assert_eq!(
             last.event,
             Event::BindingDeleted {
-                reason: BindingRemoval::Expired
+                reason: BindingRemoval::Expired,
+                provider_reason: None,
             },
             "the history of {} ends with its expiry: {events:?}",
             binding.sid

@@ -118,6 +118,8 @@ pub enum Command {
         service: ServiceSid,
         binding_type: BindingType,
         address: PushAddress,
+        /// The provider's reason, when its answer to a push (not feedback) is the report.
+        provider_reason: Option<String>,
     },
     /// Removes up to `limit` bindings, of any account, not refreshed since `older_than`.
     ExpireStale {

@@ -178,7 +178,8 @@ pub fn decide<S: State>(state: &S, ids: &mut impl NewSids, command: &Command) ->
             service,
             binding_type,
             address,
-        } => d.report_invalid_address(account, service, *binding_type, address),
+            provider_reason,
+        } => d.report_invalid_address(account, service, *binding_type, address, provider_reason),
         Command::ExpireStale { older_than, limit } => d.expire_stale(*older_than, *limit),
         Command::DeleteBinding {
             account,
@@ -654,6 +655,7 @@ impl<S: State, I: NewSids> Decider<'_, S, I> {
         service: &ServiceSid,
         binding_type: BindingType,
         address: &PushAddress,
+        provider_reason: &Option<String>,
     ) -> Decided<S::Error> {
         self.service(account, service)?;
         let holder = self
@@ -669,6 +671,7 @@ impl<S: State, I: NewSids> Decider<'_, S, I> {
                     Some(*service),
                     Event::BindingDeleted {
                         reason: BindingRemoval::TokenInvalid,
+                        provider_reason: provider_reason.clone(),
                     },
                 )
             })
@@ -698,6 +701,7 @@ impl<S: State, I: NewSids> Decider<'_, S, I> {
                     Some(b.service_sid),
                     Event::BindingDeleted {
                         reason: BindingRemoval::Expired,
+                        provider_reason: None,
                     },
                 )
             })
@@ -734,7 +738,10 @@ impl<S: State, I: NewSids> Decider<'_, S, I> {
                 *binding,
                 *account,
                 Some(*service),
-                Event::BindingDeleted { reason },
+                Event::BindingDeleted {
+                    reason,
+                    provider_reason: None,
+                },
             ),
             false,
         ))
@@ -755,7 +762,10 @@ fn remove_bindings(
                 sid,
                 *account,
                 Some(*service),
-                Event::BindingDeleted { reason },
+                Event::BindingDeleted {
+                    reason,
+                    provider_reason: None,
+                },
             )
         })
         .collect()

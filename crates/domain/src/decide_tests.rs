@@ -143,7 +143,10 @@ fn register(w: &World, identity: &str, endpoint: &str, address: &str) -> Command
 }
 
 fn binding_deleted(reason: BindingRemoval) -> Event {
-    Event::BindingDeleted { reason }
+    Event::BindingDeleted {
+        reason,
+        provider_reason: None,
+    }
 }
 
 #[test]
@@ -396,9 +399,13 @@ fn an_invalid_address_report_removes_the_binding_holding_it_and_nothing_else() {
         service: w.service,
         binding_type,
         address: PushAddress::parse(address).unwrap(),
+        provider_reason: Some("BadDeviceToken".into()),
     };
     w.when(report(&w, "tok-1", BindingType::Apn))
-        .then_expect_events(&[binding_deleted(BindingRemoval::TokenInvalid)]);
+        .then_expect_events(&[Event::BindingDeleted {
+            reason: BindingRemoval::TokenInvalid,
+            provider_reason: Some("BadDeviceToken".into()),
+        }]);
     // Reported again, the address is held by no binding: nothing to remove.
     w.when(report(&w, "tok-1", BindingType::Apn))
         .then_expect_events(&[]);

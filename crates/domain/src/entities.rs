@@ -217,6 +217,15 @@ mod secrets_tests {
     }
 }
 
+/// What a credential pushes as, read from its secrets when it was created or updated.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CredentialProfile {
+    pub key_id: Option<String>,
+    pub team_id: Option<String>,
+    pub topic: Option<String>,
+}
+
 /// A push credential. Its secrets are kept so that a sender can use them; they are never
 /// returned by the API nor logged.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -227,6 +236,7 @@ pub struct Credential {
     pub credential_type: BindingType,
     pub sandbox: Option<bool>,
     pub secrets: CredentialSecrets,
+    pub profile: CredentialProfile,
     pub date_created: Timestamp,
     pub date_updated: Timestamp,
 }

@@ -116,6 +116,10 @@ pub enum Event {
     },
     BindingDeleted {
         reason: BindingRemoval,
+        /// What the push provider said (e.g. `BadDeviceToken`), for `token_invalid` removals
+        /// a provider's answer caused; absent for feedback and for events written before it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        provider_reason: Option<String>,
     },
 }
 

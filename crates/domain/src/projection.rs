@@ -117,6 +117,7 @@ pub fn project(
             credential_type: *credential_type,
             sandbox: *sandbox,
             secrets: secrets.clone(),
+            profile: Default::default(),
             date_created: at,
             date_updated: at,
         })),

@@ -339,7 +339,12 @@ fn event() -> impl Strategy<Value = Event> {
             }
         ),
         (sid(), sid()).prop_map(|(by, by_user_sid)| Event::BindingSuperseded { by, by_user_sid }),
-        binding_removal().prop_map(|reason| Event::BindingDeleted { reason }),
+        (binding_removal(), proptest::option::of("[A-Za-z]{1,20}")).prop_map(
+            |(reason, provider_reason)| Event::BindingDeleted {
+                reason,
+                provider_reason
+            }
+        ),
     ]
 }
 

@@ -5,7 +5,6 @@ use std::collections::HashSet;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
-use bindery_daemon::delivery::Outcome;
 use bindery_daemon::notifications::NotifyRequest;
 use bindery_domain::notify::{Priority, Variables, MAX_TTL_SECONDS};
 use bindery_domain::*;
@@ -68,6 +67,7 @@ pub(crate) async fn feedback(
         service,
         binding_type,
         address,
+        provider_reason: None,
     };
     api.commit(command, |_| Ok((StatusCode::NO_CONTENT, Value::Null)))
         .await
@@ -165,10 +165,7 @@ pub(crate) async fn notify(
         .deliveries
         .iter()
         .map(|d| {
-            let error = match &d.outcome {
-                Outcome::Delivered => None,
-                Outcome::Failed(e) | Outcome::Unregistered(e) => Some(e.to_string()),
-            };
+            let error = d.outcome.error().map(|e| e.to_string());
             json!({
                 "binding_sid": d.binding_sid,
                 "binding_type": d.binding_type,
@@ -189,6 +186,7 @@ pub(crate) async fn notify(
         "targeted": report.deliveries.len(),
         "delivered": count("delivered"),
         "failed": count("failed") + count("unregistered"),
+        "pending": count("pending"),
         "results": results,
     })))
 }

@@ -18,6 +18,7 @@ pub use writer::{Close, Execute, Probe, Writer};
 use bindery_domain::AccountSid;
 
 use crate::clock::{Clock, SystemClock};
+use crate::delivery::direct::{Direct, DirectSettings};
 use crate::delivery::{Deliver, DeliveryError, Dispatcher, LogTransport, Outcome, Push, Transport};
 use crate::feed::{FeedSubscription, FeedWaiters, WaitLimits, WaitRefused};
 use crate::metrics::Metrics;
@@ -39,6 +40,9 @@ pub struct DaemonOptions {
     pub transport: Arc<dyn Transport>,
     /// Threads delivering pushes at once.
     pub dispatchers: usize,
+    /// Push straight to APNs and FCM (`delivery.transport = "direct"`) instead of through
+    /// `transport`.
+    pub direct: Option<DirectSettings>,
     /// Bindings not refreshed for this long are expired.
     pub stale_after: Duration,
     /// How often the sweeper looks for stale bindings.
@@ -59,6 +63,7 @@ impl DaemonOptions {
             metrics: Metrics::new(),
             transport: Arc::new(LogTransport),
             dispatchers: 4,
+            direct: None,
             stale_after: Duration::from_secs(60 * 24 * 60 * 60),
             sweep_interval: Duration::from_secs(60 * 60),
             wait_limits: WaitLimits::default(),
@@ -78,7 +83,9 @@ pub struct Daemon {
     sweeper: Addr<Sweeper>,
     feed: Arc<FeedWaiters>,
     sealer: Arc<Sealer>,
-    /// Pushes one notify hands to the dispatchers at once.
+    /// The direct sender, with `delivery.transport = "direct"`.
+    direct: Option<Arc<Direct>>,
+    /// Pushes one notify hands to the dispatchers (or the direct sender) at once.
     fan_out: usize,
 }
 
@@ -127,6 +134,17 @@ impl Daemon {
         let dispatcher = SyncArbiter::start(options.dispatchers.max(1), move || {
             Dispatcher::new(transport.clone(), dispatch_metrics.clone())
         });
+        let direct = match options.direct {
+            Some(settings) => Some(Arc::new(
+                Direct::start(settings, metrics.clone(), sealer.clone(), clock.clone())
+                    .map_err(StoreError::Refused)?,
+            )),
+            None => None,
+        };
+        let fan_out = match &direct {
+            Some(direct) => direct.in_flight(),
+            None => options.dispatchers.max(1),
+        };
         let sweeper = Sweeper::new(
             writer.clone(),
             clock.clone(),
@@ -143,7 +161,8 @@ impl Daemon {
             sweeper,
             feed,
             sealer,
-            fan_out: options.dispatchers.max(1),
+            direct,
+            fan_out,
         })
     }
 
@@ -152,10 +171,24 @@ impl Daemon {
     /// ever holds them in clear.
     pub async fn execute(&self, mut envelope: Envelope) -> Result<Committed, WriteError> {
         self.sealer.seal_command(&mut envelope.command);
-        self.writer
+        let deleted = match &envelope.command {
+            bindery_domain::Command::DeleteCredential { credential, .. } => Some(*credential),
+            _ => None,
+        };
+        let committed = self
+            .writer
             .send(Execute(envelope))
             .await
-            .unwrap_or_else(|_| Err(WriteError::Unavailable("the writer is not running".into())))
+            .unwrap_or_else(|_| Err(WriteError::Unavailable("the writer is not running".into())))?;
+        if let (Some(credential), Some(direct)) = (deleted, &self.direct) {
+            direct.forget(&credential);
+        }
+        Ok(committed)
+    }
+
+    /// The direct sender, when pushes go straight to the providers.
+    pub fn direct(&self) -> Option<&Direct> {
+        self.direct.as_deref()
     }
 
     /// The key credentials are sealed under: what opens them for a sender. Nothing opens

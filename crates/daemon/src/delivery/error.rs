@@ -34,11 +34,41 @@ pub enum DeliveryError {
     Desktop,
     #[error("credential {0} missing")]
     CredentialMissing(CredentialSid),
+    /// The binding names no credential, and its account has none or several of its kind.
+    #[error("no credential")]
+    NoCredential,
+    /// The credential's secrets no longer make a sender (a certificate expired since), naming
+    /// the field.
+    #[error("the credential cannot push: {0}")]
+    CredentialInvalid(&'static str),
+    /// The provider's reason for refusing a push (`BadDeviceToken`, `UNREGISTERED`,
+    /// `TooManyRequests`), or `HTTP <status>` when it gave none.
+    #[error("{0}")]
+    Rejected(String),
+    /// The dead-token guard held this removal back (CONTRACT §6.4).
+    #[error("unregistered_guard")]
+    UnregisteredGuard,
     #[error("the dispatcher is not running")]
     DispatcherStopped,
 }
 
 impl DeliveryError {
+    /// A provider's reason, kept only when it looks like one (a word of letters, digits and
+    /// `_ .-`, as Apple's and Google's are), so that an answer cannot put a URL or a token
+    /// into `results[].error` or the log.
+    pub fn rejected(reason: &str) -> DeliveryError {
+        let plausible = !reason.is_empty()
+            && reason.len() <= 64
+            && reason
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b" _.-()".contains(&b));
+        DeliveryError::Rejected(if plausible {
+            reason.to_owned()
+        } else {
+            "the provider refused the push".to_owned()
+        })
+    }
+
     /// What kind of network failure ureq saw, without its message (which names the URL).
     pub(crate) fn unreachable(error: &ureq::Transport) -> DeliveryError {
         use ureq::ErrorKind::*;

@@ -88,8 +88,10 @@ pub struct Connection {
     tls: Arc<rustls::ClientConfig>,
     connect_timeout: Duration,
     sender: Mutex<Option<SendRequest<Full<Bytes>>>>,
-    /// Connections opened so far (for `bindery_push_connections_opened_total`).
+    /// Connections opened so far.
     opened: std::sync::atomic::AtomicU64,
+    /// `bindery_push_connections_opened_total` for this connection's provider.
+    counter: Option<prometheus::IntCounter>,
 }
 
 impl Connection {
@@ -113,7 +115,14 @@ impl Connection {
             connect_timeout: Duration::from_secs(10),
             sender: Mutex::new(None),
             opened: 0.into(),
+            counter: None,
         })
+    }
+
+    /// Counts each connection opened on `counter` too.
+    pub fn counting(mut self, counter: prometheus::IntCounter) -> Connection {
+        self.counter = Some(counter);
+        self
     }
 
     pub fn opened(&self) -> u64 {
@@ -148,6 +157,9 @@ impl Connection {
         });
         self.opened
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Some(counter) = &self.counter {
+            counter.inc();
+        }
         Ok(sender)
     }
 

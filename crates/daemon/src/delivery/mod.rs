@@ -6,6 +6,7 @@
 pub mod apns;
 pub mod credential;
 mod desktop;
+pub mod direct;
 mod error;
 pub mod fcm;
 pub mod guard;
@@ -63,6 +64,8 @@ pub enum Outcome {
     Failed(DeliveryError),
     /// The provider no longer knows the token.
     Unregistered(DeliveryError),
+    /// Still being tried at `delivery.deadline`; it finishes in the background.
+    Pending,
 }
 
 impl Outcome {
@@ -71,6 +74,15 @@ impl Outcome {
             Outcome::Delivered => "delivered",
             Outcome::Failed(_) => "failed",
             Outcome::Unregistered(_) => "unregistered",
+            Outcome::Pending => "pending",
+        }
+    }
+
+    /// Why it was not delivered, if it was not.
+    pub fn error(&self) -> Option<&DeliveryError> {
+        match self {
+            Outcome::Failed(e) | Outcome::Unregistered(e) => Some(e),
+            Outcome::Delivered | Outcome::Pending => None,
         }
     }
 }
@@ -93,6 +105,8 @@ pub enum TransportSettings {
         /// Signs each POST (`X-Bindery-Signature`) when set.
         secret: Option<String>,
     },
+    /// Straight to APNs and FCM, asynchronously, without the dispatchers.
+    Direct(direct::DirectSettings),
 }
 
 /// Builds the configured transport, checking at start-up what it needs (a session bus for
@@ -107,6 +121,11 @@ pub fn transport(settings: &TransportSettings) -> Result<Arc<dyn Transport>, Str
             retries,
             secret,
         } => Arc::new(Webhook::new(url, *timeout, *retries, secret.as_deref())?),
+        TransportSettings::Direct(_) => {
+            return Err(
+                "the direct transport is no dispatcher transport: see DaemonOptions::direct".into(),
+            )
+        }
     })
 }
 

@@ -108,6 +108,7 @@ pub fn credential(r: &rusqlite::Row) -> rusqlite::Result<Credential> {
         credential_type: valid(r, 3)?,
         sandbox: r.get(4)?,
         secrets: r.get::<_, Json<_>>(5)?.0,
+        profile: Default::default(),
         date_created: at(r, 6)?,
         date_updated: at(r, 7)?,
     })
