@@ -395,4 +395,33 @@ mod tests {
             Ok(())
         });
     }
+
+    #[test]
+    fn the_direct_transport_takes_its_settings_from_the_delivery_keys() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.set_env("BINDERY_DELIVERY__TRANSPORT", "direct");
+            jail.set_env("BINDERY_DELIVERY__APNS__ENDPOINT", "https://127.0.0.1:9443");
+            jail.set_env("BINDERY_DELIVERY__FCM__ENDPOINT", "https://[::1]:9444");
+            jail.set_env("BINDERY_DELIVERY__TLS__CA_FILE", "/etc/bindery/roots.pem");
+            jail.set_env("BINDERY_DELIVERY__DEADLINE", "2s");
+            jail.set_env("BINDERY_DELIVERY__GUARD__UNREGISTERED_PER_MINUTE", "5");
+            let settings = Settings::load(None, &Flags::default()).unwrap();
+            let TransportSettings::Direct(direct) = settings.transport().unwrap() else {
+                panic!("delivery.transport = direct");
+            };
+            assert_eq!(
+                direct,
+                DirectSettings {
+                    apns_endpoint: "https://127.0.0.1:9443".into(),
+                    fcm_endpoint: "https://[::1]:9444".into(),
+                    ca_file: Some("/etc/bindery/roots.pem".into()),
+                    deadline: Duration::from_secs(2),
+                    unregistered_per_minute: 5,
+                    ..DirectSettings::default()
+                }
+            );
+            Ok(())
+        });
+    }
 }

@@ -291,7 +291,10 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
     // Checked before anything starts: a desktop transport without a session bus, or a webhook
     // without a URL, is a start-up error.
     let (transport, direct) = match settings.transport().map_err(anyhow::Error::msg)? {
-        TransportSettings::Direct(direct) => (None, Some(direct)),
+        TransportSettings::Direct(direct) => {
+            direct.check().map_err(anyhow::Error::msg)?;
+            (None, Some(direct))
+        }
         other => (
             Some(bindery_daemon::delivery::transport(&other).map_err(anyhow::Error::msg)?),
             None,

@@ -640,3 +640,42 @@ fn a_changed_credential_gets_a_new_client_and_pushes_in_flight_finish_on_the_old
         "a new client, a new connection"
     );
 }
+
+#[test]
+fn a_direct_transport_that_cannot_reach_anything_refuses_to_start_naming_the_setting() {
+    let dir = TempDir::new().unwrap();
+    let missing = dir.path().join("no-such-roots.pem");
+    let cases = [
+        (
+            ("BINDERY_DELIVERY__TLS__CA_FILE", missing.to_str().unwrap()),
+            "delivery.tls.ca_file",
+        ),
+        (
+            (
+                "BINDERY_DELIVERY__APNS__ENDPOINT",
+                "http://api.push.apple.com",
+            ),
+            "delivery.apns.endpoint",
+        ),
+        (
+            ("BINDERY_DELIVERY__FCM__ENDPOINT", "fcm.googleapis.com"),
+            "delivery.fcm.endpoint",
+        ),
+    ];
+    for ((name, value), key) in cases {
+        let data = TempDir::new().unwrap();
+        let output = crate::support::command(crate::support::BINARY)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data.path())
+            .envs([("BINDERY_DELIVERY__TRANSPORT", "direct"), (name, value)])
+            .output()
+            .expect("bindery runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{name}={value} started");
+        assert!(stderr.contains(key), "{name}={value}: {stderr}");
+        assert!(
+            !data.path().join("bindery.db").exists(),
+            "a refused start created a database"
+        );
+    }
+}

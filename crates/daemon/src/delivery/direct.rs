@@ -52,6 +52,26 @@ pub struct DirectSettings {
     pub in_flight_per_credential: usize,
 }
 
+impl DirectSettings {
+    /// Whether the settings make a sender: `ca_file` reads and every endpoint is an https
+    /// URL. Checked at start-up, so that a wrong setting stops it rather than every push.
+    pub fn check(&self) -> Result<Arc<rustls::ClientConfig>, String> {
+        let tls = tls_config(self.ca_file.as_deref(), None)?;
+        for (key, endpoint) in [
+            ("delivery.apns.endpoint", &self.apns_endpoint),
+            (
+                "delivery.apns.sandbox_endpoint",
+                &self.apns_sandbox_endpoint,
+            ),
+            ("delivery.fcm.endpoint", &self.fcm_endpoint),
+        ] {
+            Connection::new(endpoint, tls.clone())
+                .map_err(|e| format!("invalid setting {key}: {e}"))?;
+        }
+        Ok(tls)
+    }
+}
+
 impl Default for DirectSettings {
     fn default() -> Self {
         DirectSettings {
@@ -116,8 +136,7 @@ struct Health {
 }
 
 impl Direct {
-    /// Starts the sender's runtime; fails when `ca_file` cannot be read or an endpoint is not
-    /// an https URL, so that a wrong setting stops start-up rather than every push.
+    /// Starts the sender's runtime; fails when the settings do not pass [`DirectSettings::check`].
     pub fn start(
         settings: DirectSettings,
         metrics: Metrics,
