@@ -679,3 +679,59 @@ fn a_direct_transport_that_cannot_reach_anything_refuses_to_start_naming_the_set
         );
     }
 }
+
+#[test]
+fn the_dashboards_push_panels_read_what_a_direct_server_serves() {
+    use crate::metrics::{fetch, is_push_metric, panel_expressions, repository, samples};
+    let d = Direct::start();
+    d.apns_credential(&d.client_cert());
+    d.fcm_credential();
+    let service = chat_service(&d.app, "Chat");
+    d.apns.script(
+        "busy",
+        apns::Answer::TooManyRequests {
+            retry_after: Some(0),
+        }
+        .once(),
+    );
+    for (kind, address) in [("apn", "busy"), ("fcm", "fcm-device")] {
+        register(
+            &d.app,
+            &service,
+            "alice",
+            &[("BindingType", kind), ("Address", address)],
+        );
+    }
+    let answer = notify(&d.app, &service, &[("Identity", "alice"), ("Body", "hi")]);
+    assert_eq!(answer["delivered"], 2, "{answer}");
+
+    let path = repository().join("config/grafana-dashboard.json");
+    let dashboard: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let (_, _, text) = fetch(&d.app.url("/metrics"));
+    let served: std::collections::BTreeSet<String> = samples(&text)
+        .into_iter()
+        .map(|(name, _, _)| name)
+        .collect();
+    let mut used = std::collections::BTreeSet::new();
+    for (title, expr) in panel_expressions(&dashboard) {
+        for name in crate::support::promql::metric_names(&expr) {
+            if is_push_metric(&name) {
+                assert!(
+                    served.contains(&name),
+                    "{title:?} reads {name}, not served: {expr}"
+                );
+                used.insert(name);
+            }
+        }
+    }
+    for family in [
+        "bindery_push_requests_total",
+        "bindery_push_duration_seconds_bucket",
+        "bindery_push_inflight",
+        "bindery_push_connections_opened_total",
+        "bindery_credential_healthy",
+        "bindery_credential_expiry_timestamp_seconds",
+    ] {
+        assert!(used.contains(family), "no panel shows {family}: {used:?}");
+    }
+}

@@ -285,6 +285,23 @@ impl ReadView<'_> {
         })
     }
 
+    /// Every account's credentials that expire by themselves (certificates), for
+    /// `bindery_credential_expiry_timestamp_seconds` at start-up.
+    pub fn expiring_credentials(&self) -> Result<Vec<Credential>, StoreError> {
+        let mut statement = self.conn.prepare(&format!(
+            "SELECT {} FROM credentials",
+            rows::CREDENTIAL_COLUMNS
+        ))?;
+        let mut expiring = Vec::new();
+        for credential in statement.query_map([], rows::credential)? {
+            let credential = credential?;
+            if credential.profile.expires.is_some() {
+                expiring.push(credential);
+            }
+        }
+        Ok(expiring)
+    }
+
     pub fn credentials(
         &self,
         account: &AccountSid,

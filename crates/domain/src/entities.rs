@@ -224,6 +224,8 @@ pub struct CredentialProfile {
     pub key_id: Option<String>,
     pub team_id: Option<String>,
     pub topic: Option<String>,
+    /// A certificate's notAfter.
+    pub expires: Option<Timestamp>,
 }
 
 /// A push credential. Its secrets are kept so that a sender can use them; they are never

@@ -152,7 +152,7 @@ impl Daemon {
             options.sweep_interval,
         )
         .start();
-        Ok(Daemon {
+        let daemon = Daemon {
             writer,
             readers,
             clock,
@@ -163,7 +163,11 @@ impl Daemon {
             sealer,
             direct,
             fan_out,
-        })
+        };
+        for credential in daemon.read(|view| view.expiring_credentials())? {
+            daemon.show_expiry(&credential);
+        }
+        Ok(daemon)
     }
 
     /// Runs a command through the writer. A credential's private fields are sealed here,
@@ -180,10 +184,34 @@ impl Daemon {
             .send(Execute(envelope))
             .await
             .unwrap_or_else(|_| Err(WriteError::Unavailable("the writer is not running".into())))?;
-        if let (Some(credential), Some(direct)) = (deleted, &self.direct) {
-            direct.forget(&credential);
+        if let Some(credential) = deleted {
+            if let Some(direct) = &self.direct {
+                direct.forget(&credential);
+            }
+            let _ = self
+                .metrics
+                .credential_expiry
+                .remove_label_values(&[credential.as_str()]);
+        }
+        if let Some(bindery_domain::Row::Credential(credential)) = &committed.row {
+            self.show_expiry(credential);
         }
         Ok(committed)
+    }
+
+    /// `bindery_credential_expiry_timestamp_seconds` for a certificate credential.
+    fn show_expiry(&self, credential: &bindery_domain::Credential) {
+        let label = [credential.sid.as_str()];
+        match credential.profile.expires {
+            Some(expires) => self
+                .metrics
+                .credential_expiry
+                .with_label_values(&label)
+                .set(expires.unix()),
+            None => {
+                let _ = self.metrics.credential_expiry.remove_label_values(&label);
+            }
+        }
     }
 
     /// The direct sender, when pushes go straight to the providers.

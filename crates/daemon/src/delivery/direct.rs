@@ -459,12 +459,17 @@ impl Inner {
         let client = Arc::new(self.build(credential, fingerprint).inspect_err(|e| {
             self.fault(credential.sid, &e.to_string());
         })?);
+        {
+            // Pushes that started together may have built one each: the first kept wins, so
+            // that they share its connection.
+            let mut clients = self.clients.lock().unwrap();
+            match clients.get(&credential.sid) {
+                Some(kept) if kept.fingerprint == client.fingerprint => return Ok(kept.clone()),
+                _ => clients.insert(credential.sid, client.clone()),
+            };
+        }
         self.health.lock().unwrap().faults.remove(&credential.sid);
         self.set_health_gauge(&credential.sid, Instant::now());
-        self.clients
-            .lock()
-            .unwrap()
-            .insert(credential.sid, client.clone());
         Ok(client)
     }
 
