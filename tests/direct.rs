@@ -456,19 +456,20 @@ fn a_provider_that_hangs_answers_pending_at_the_deadline_and_finishes_later() {
     let d = Direct::start_with(&[("BINDERY_DELIVERY__DEADLINE", "1s")]);
     d.apns_credential(&d.client_cert());
     let service = chat_service(&d.app, "Chat");
-    // Held open past the deadline, then a dead token: the removal happens in the background.
+    // The first try is held open past the deadline: notify answers pending, the try times
+    // out and is made again in the background, and the second answer (a dead token) removes
+    // the binding then.
     d.apns.script(
         "slow",
-        apns::Answer::Delayed(
-            Duration::from_millis(2500),
-            Box::new(apns::Answer::Unregistered),
-        ),
+        bindery_standin::Script::sequence([apns::Answer::Hang, apns::Answer::Unregistered]),
     );
     let (binding, result) = push_once(&d, &service, "slow");
     assert_eq!(status(&result), "pending", "{result}");
+    assert_eq!(result["error"], Value::Null, "{result}");
     wait_until(PATIENCE, "the pending push removes its dead token", || {
         !binding_exists(&d, &service, &binding)
     });
+    assert_eq!(d.apns.pushes_to("slow").len(), 2);
 }
 
 #[test]
@@ -734,4 +735,32 @@ fn the_dashboards_push_panels_read_what_a_direct_server_serves() {
     ] {
         assert!(used.contains(family), "no panel shows {family}: {used:?}");
     }
+}
+
+#[test]
+fn a_credential_deleted_while_its_push_is_in_flight_lets_it_finish_and_fails_the_next() {
+    let d = Direct::start();
+    let credential = d.apns_credential(&d.client_cert());
+    let service = chat_service(&d.app, "Chat");
+    d.apns.script(
+        "held",
+        apns::Answer::Delayed(Duration::from_millis(800), Box::new(apns::Answer::Accept)),
+    );
+    std::thread::scope(|scope| {
+        let pushing = scope.spawn(|| push_once(&d, &service, "held"));
+        assert!(d.apns.wait_for_requests(1, PATIENCE));
+        d.app
+            .delete(&format!("/v2/Credentials/{credential}"))
+            .expect(204);
+        let (_, result) = pushing.join().unwrap();
+        assert_eq!(status(&result), "delivered", "{result}");
+    });
+    let answer = notify(
+        &d.app,
+        &service,
+        &[("Identity", "alice"), ("Body", "again")],
+    );
+    assert_eq!(answer["failed"], 1, "{answer}");
+    assert_eq!(answer["results"][0]["error"], "no credential", "{answer}");
+    assert_eq!(d.apns.pushes_to("held").len(), 1);
 }

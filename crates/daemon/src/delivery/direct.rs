@@ -28,10 +28,6 @@ use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::seal::Sealer;
 
-/// The most one try waits for its answer; a provider that holds a stream open longer is
-/// taken for a hung one, and the try is made again (a pending push goes on past the deadline).
-const TRY_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// `delivery.*` for the direct transport (CONTRACT §6.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirectSettings {
@@ -40,7 +36,9 @@ pub struct DirectSettings {
     pub fcm_endpoint: String,
     /// Extra roots to trust beside the web's (a stand-in's, a proxy's).
     pub ca_file: Option<PathBuf>,
-    /// How long notify waits for every push's final outcome.
+    /// How long notify waits for every push's final outcome, and the most one try waits for
+    /// its answer: a provider that holds a stream open longer is taken for a hung one, and the
+    /// try is made again (in the background, once notify has answered `pending`).
     pub deadline: Duration,
     /// Past this many "unregistered" answers through one credential in a minute, its
     /// removals stop (the guard, §6.4).
@@ -360,7 +358,7 @@ impl Inner {
                 let _all = self.global.acquire().await.expect("never closed");
                 let inflight = self.metrics.push_inflight.with_label_values(&[provider]);
                 inflight.inc();
-                let tried = tokio::time::timeout(TRY_TIMEOUT, client.try_once(&push))
+                let tried = tokio::time::timeout(self.settings.deadline, client.try_once(&push))
                     .await
                     .unwrap_or(Err(DeliveryError::Unreachable(
                         "the provider did not answer in time",
