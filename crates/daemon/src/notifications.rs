@@ -5,9 +5,11 @@
 use bindery_domain::notify::{configured, default_template, render, Priority, Variables};
 use bindery_domain::*;
 
+use std::time::{Duration, Instant};
+
 use futures_util::StreamExt;
 
-use crate::delivery::{DeliveryError, Outcome, Push};
+use crate::delivery::{Attempted, DeliveryError, Outcome, Push};
 use crate::store::{Envelope, WriteError};
 use crate::Daemon;
 
@@ -34,6 +36,12 @@ pub struct Delivery {
     pub binding_sid: BindingSid,
     pub binding_type: BindingType,
     pub outcome: Outcome,
+    /// How many times the transport tried (0: not tried, e.g. its credential is missing).
+    pub attempts: u32,
+    /// The HTTP status of the provider's last answer, when one came.
+    pub provider_status: Option<u16>,
+    /// From notify handing the push out to its outcome.
+    pub latency: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -119,21 +127,24 @@ impl Daemon {
                     ttl: request.ttl,
                 };
                 async move {
-                    let outcome = match (credential_missing, &push.credential_sid) {
+                    // Runs when the fan-out hands the push out, not when it is queued.
+                    let handed_out = Instant::now();
+                    let attempted = match (credential_missing, &push.credential_sid) {
                         (true, Some(credential)) => {
-                            Outcome::Failed(DeliveryError::CredentialMissing(*credential))
+                            Attempted::untried(DeliveryError::CredentialMissing(*credential))
                         }
                         _ => self.deliver(push.clone()).await,
                     };
-                    (push, outcome)
+                    (push, attempted, handed_out.elapsed())
                 }
             });
-        let delivered: Vec<(Push, Outcome)> = futures_util::stream::iter(pending)
+        let delivered: Vec<(Push, Attempted, Duration)> = futures_util::stream::iter(pending)
             .buffered(self.fan_out())
             .collect()
             .await;
         let mut deliveries = Vec::with_capacity(delivered.len());
-        for (push, outcome) in delivered {
+        for (push, attempted, latency) in delivered {
+            let outcome = attempted.outcome;
             if let Outcome::Unregistered(_) = outcome {
                 let command = Command::ReportInvalidAddress {
                     account,
@@ -152,6 +163,9 @@ impl Daemon {
                 binding_sid: push.binding_sid,
                 binding_type: push.binding_type,
                 outcome,
+                attempts: attempted.attempts,
+                provider_status: attempted.provider_status,
+                latency,
             });
         }
         Ok(NotifyReport {

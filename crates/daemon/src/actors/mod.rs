@@ -18,7 +18,9 @@ pub use writer::{Close, Execute, Probe, Writer};
 use bindery_domain::AccountSid;
 
 use crate::clock::{Clock, SystemClock};
-use crate::delivery::{Deliver, DeliveryError, Dispatcher, LogTransport, Outcome, Push, Transport};
+use crate::delivery::{
+    Attempted, Deliver, DeliveryError, Dispatcher, LogTransport, Push, Transport,
+};
 use crate::feed::{FeedSubscription, FeedWaiters, WaitLimits, WaitRefused};
 use crate::metrics::Metrics;
 use crate::queries::ReadView;
@@ -195,7 +197,7 @@ impl Daemon {
     }
 
     /// Hands one push to a dispatcher thread and waits for the transport's answer.
-    pub async fn deliver(&self, push: Push) -> Outcome {
+    pub async fn deliver(&self, push: Push) -> Attempted {
         // Counted down however the wait ends, a caller that went away included.
         struct InFlight<'a>(&'a prometheus::IntGauge);
         impl Drop for InFlight<'_> {
@@ -208,7 +210,7 @@ impl Daemon {
         self.dispatcher
             .send(Deliver(push))
             .await
-            .unwrap_or(Outcome::Failed(DeliveryError::DispatcherStopped))
+            .unwrap_or_else(|_| Attempted::untried(DeliveryError::DispatcherStopped))
     }
 
     /// Expires what is stale now (the sweeper also does this on its own schedule).
