@@ -13,9 +13,11 @@ use actix::prelude::*;
 
 pub use reader::Readers;
 pub use sweeper::{Sweep, Sweeper};
-pub use writer::{Close, Execute, Probe, Writer};
+pub use writer::{Close, Execute, Probe, RecordDeliveries, Writer};
 
-use bindery_domain::AccountSid;
+use std::sync::Mutex;
+
+use bindery_domain::{AccountSid, NewSids, NotificationSid};
 
 use crate::clock::{Clock, SystemClock};
 use crate::delivery::{
@@ -24,7 +26,9 @@ use crate::delivery::{
 use crate::feed::{FeedSubscription, FeedWaiters, WaitLimits, WaitRefused};
 use crate::metrics::Metrics;
 use crate::queries::ReadView;
+use crate::records::DeliveryRecord;
 use crate::seal::Sealer;
+use crate::sids::MonotonicSids;
 use crate::store::{self, Committed, Envelope, Store, StoreError, StoreOptions, WriteError};
 
 #[derive(Clone)]
@@ -82,6 +86,8 @@ pub struct Daemon {
     sealer: Arc<Sealer>,
     /// Pushes one notify hands to the dispatchers at once.
     fan_out: usize,
+    /// Notification SIDs, in creation order (delivery records list newest first by them).
+    notification_sids: Arc<Mutex<MonotonicSids>>,
 }
 
 impl Daemon {
@@ -96,6 +102,7 @@ impl Daemon {
         let position = store.projection_position()?;
         metrics.projection_position.set(position);
         metrics.log_position.set(store.log_position()?);
+        let notification_sids = MonotonicSids::after(store.newest_notification_sid()?);
         let counts = store.binding_counts()?;
         for binding_type in bindery_domain::BindingType::ALL {
             metrics
@@ -146,6 +153,7 @@ impl Daemon {
             feed,
             sealer,
             fan_out: options.dispatchers.max(1),
+            notification_sids: Arc::new(Mutex::new(notification_sids)),
         })
     }
 
@@ -156,6 +164,30 @@ impl Daemon {
         self.sealer.seal_command(&mut envelope.command);
         self.writer
             .send(Execute(envelope))
+            .await
+            .unwrap_or_else(|_| Err(WriteError::Unavailable("the writer is not running".into())))
+    }
+
+    /// A new notify's SID: it names the notify in its answer and its delivery records, and
+    /// sorts after every one made before.
+    pub fn new_notification_sid(&self) -> NotificationSid {
+        self.notification_sids
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .new_sid()
+    }
+
+    /// Writes delivery records through the writer, with the next group commit: each is
+    /// upserted (a `pending` record written again with its outcome is updated in place) and
+    /// each binding keeps its newest [`crate::records::KEPT_PER_BINDING`]; a binding that is
+    /// gone gets none. Answers after the commit. Notify calls it once per notify; a transport
+    /// that finishes pushes in the background calls it again for them as they end.
+    pub async fn record_deliveries(&self, records: Vec<DeliveryRecord>) -> Result<(), WriteError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.writer
+            .send(RecordDeliveries(records))
             .await
             .unwrap_or_else(|_| Err(WriteError::Unavailable("the writer is not running".into())))
     }
