@@ -1,6 +1,7 @@
 //! Notify: fan a message out to the bindings of the named users whose message types hold its
 //! type, where the service enables that type, through the configured transport; remove the
-//! bindings a transport reports unregistered, as provider feedback does.
+//! bindings a transport reports unregistered, as provider feedback does; then record what
+//! became of each push (`records.rs`).
 
 use bindery_domain::notify::{configured, default_template, render, Priority, Variables};
 use bindery_domain::*;
@@ -10,11 +11,15 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 
 use crate::delivery::{Attempted, DeliveryError, Outcome, Push};
+use crate::records::DeliveryRecord;
 use crate::store::{Envelope, WriteError};
 use crate::Daemon;
 
 #[derive(Debug, Clone)]
 pub struct NotifyRequest {
+    /// Names the notify in its answer and its delivery records: from
+    /// [`Daemon::new_notification_sid`].
+    pub sid: NotificationSid,
     pub account: AccountSid,
     pub service: ServiceSid,
     pub identities: Vec<Identity>,
@@ -53,6 +58,7 @@ pub struct NotifyReport {
 
 impl Daemon {
     pub async fn notify(&self, request: NotifyRequest) -> Result<NotifyReport, WriteError> {
+        let made = self.clock().now();
         let (account, service, identities) =
             (request.account, request.service, request.identities.clone());
         let sender = request.variables.user.clone();
@@ -167,6 +173,19 @@ impl Daemon {
                 provider_status: attempted.provider_status,
                 latency,
             });
+        }
+        let records = deliveries
+            .iter()
+            .map(|d| DeliveryRecord::of(request.sid, account, service, made, d))
+            .collect();
+        // The pushes went out whatever becomes of their records: a failure here is logged,
+        // and the answer still says what was delivered.
+        if let Err(e) = self.record_deliveries(records).await {
+            tracing::warn!(
+                notification_sid = %request.sid,
+                error = %e,
+                "delivery records not written"
+            );
         }
         Ok(NotifyReport {
             enabled: true,
