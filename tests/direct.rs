@@ -214,6 +214,16 @@ fn push_once(d: &Direct, service: &str, address: &str) -> (String, Value) {
     (binding, result)
 }
 
+/// The binding's delivery records, newest first.
+fn deliveries(d: &Direct, service: &str, binding: &str) -> Vec<Value> {
+    let (code, body) = d.app.get(
+        &format!("/v2/Services/{service}/Bindings/{binding}/Deliveries"),
+        Some(&d.app.account),
+    );
+    assert_eq!(code, 200, "{body}");
+    body["deliveries"].as_array().cloned().unwrap_or_default()
+}
+
 fn binding_exists(d: &Direct, service: &str, binding: &str) -> bool {
     let (code, _) = d.app.get(
         &format!("/v2/Services/{service}/Bindings/{binding}"),
@@ -332,6 +342,16 @@ fn busy_and_failing_providers_are_retried_with_backoff_then_fail() {
     assert_eq!(status(&result), "delivered", "{result}");
     assert_eq!(d.apns.pushes_to("busy").len(), 3);
     assert!(binding_exists(&d, &service, &binding));
+    let record = &deliveries(&d, &service, &binding)[0];
+    assert_eq!(
+        (
+            &record["status"],
+            &record["attempts"],
+            &record["provider_status"]
+        ),
+        (&json!("delivered"), &json!(3), &json!(200)),
+        "{record}"
+    );
     d.app
         .delete(&format!("/v2/Services/{service}/Bindings/{binding}"))
         .expect(204);
@@ -345,6 +365,17 @@ fn busy_and_failing_providers_are_retried_with_backoff_then_fail() {
     assert_eq!(result["error"], "InternalServerError", "{result}");
     assert_eq!(d.apns.pushes_to("down").len(), 3);
     assert!(binding_exists(&d, &service, &binding));
+    let record = &deliveries(&d, &service, &binding)[0];
+    assert_eq!(
+        (
+            &record["status"],
+            &record["attempts"],
+            &record["provider_status"]
+        ),
+        (&json!("failed"), &json!(3), &json!(500)),
+        "{record}"
+    );
+    assert_eq!(record["error"], "InternalServerError", "{record}");
     assert_eq!(
         d.app.metric(
             "bindery_push_requests_total",
@@ -763,4 +794,25 @@ fn a_credential_deleted_while_its_push_is_in_flight_lets_it_finish_and_fails_the
     assert_eq!(answer["failed"], 1, "{answer}");
     assert_eq!(answer["results"][0]["error"], "no credential", "{answer}");
     assert_eq!(d.apns.pushes_to("held").len(), 1);
+}
+
+#[test]
+fn a_pending_push_that_ends_delivered_updates_its_record_in_place() {
+    let d = Direct::start_with(&[("BINDERY_DELIVERY__DEADLINE", "1s")]);
+    d.apns_credential(&d.client_cert());
+    let service = chat_service(&d.app, "Chat");
+    d.apns.script("late", apns::Answer::Hang.once());
+    let (binding, result) = push_once(&d, &service, "late");
+    assert_eq!(status(&result), "pending", "{result}");
+    let first = deliveries(&d, &service, &binding);
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert_eq!(first[0]["status"], "pending", "{first:?}");
+    wait_until(PATIENCE, "the pending record ends delivered", || {
+        deliveries(&d, &service, &binding)[0]["status"] == "delivered"
+    });
+    let last = deliveries(&d, &service, &binding);
+    assert_eq!(last.len(), 1, "updated in place: {last:?}");
+    assert_eq!(last[0]["notification_sid"], first[0]["notification_sid"]);
+    assert_eq!(last[0]["attempts"], 2, "{last:?}");
+    assert_eq!(last[0]["provider_status"], 200, "{last:?}");
 }

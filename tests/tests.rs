@@ -8,6 +8,7 @@ mod bindings;
 mod cli;
 mod crash;
 mod credentials;
+mod deliveries;
 mod delivery;
 mod desktop;
 mod direct;

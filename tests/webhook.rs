@@ -19,7 +19,7 @@ type Script = dyn Fn(&Value) -> (u16, &'static str) + Send + Sync;
 
 /// One request the sender received.
 #[derive(Debug, Clone)]
-struct Received {
+pub(crate) struct Received {
     method: String,
     path: String,
     content_type: String,
@@ -30,7 +30,7 @@ struct Received {
 }
 
 /// The sender: a listener thread and one thread per connection; stopped when dropped.
-struct Sender {
+pub(crate) struct Sender {
     url: String,
     address: SocketAddr,
     received: Arc<Mutex<Vec<Received>>>,
@@ -76,7 +76,7 @@ impl Sender {
     }
 
     /// The pushes received for this device token.
-    fn to(&self, address: &str) -> Vec<Received> {
+    pub(crate) fn to(&self, address: &str) -> Vec<Received> {
         self.received()
             .into_iter()
             .filter(|r| r.body["address"] == address)
@@ -180,7 +180,7 @@ fn answer(
 }
 
 /// The sender answers 200 `{"ok":true}` unless the push's address is one of `special`.
-fn scripted(special: &'static [(&'static str, u16, &'static str)]) -> Sender {
+pub(crate) fn scripted(special: &'static [(&'static str, u16, &'static str)]) -> Sender {
     Sender::start(move |push| {
         special
             .iter()
@@ -191,7 +191,7 @@ fn scripted(special: &'static [(&'static str, u16, &'static str)]) -> Sender {
 }
 
 /// Bindery sending to `sender`, retrying twice.
-fn spawn_for(sender: &Sender) -> TestApp {
+pub(crate) fn spawn_for(sender: &Sender) -> TestApp {
     TestApp::spawn_with_env(&[
         ("BINDERY_DELIVERY__TRANSPORT", "webhook"),
         ("BINDERY_DELIVERY__WEBHOOK__URL", &sender.url),

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod notifications;
 pub mod private_file;
 pub mod queries;
+pub mod records;
 pub mod seal;
 pub mod secrets;
 pub mod sids;

@@ -1,20 +1,26 @@
 //! Notify: fan a message out to the bindings of the named users whose message types hold its
 //! type, where the service enables that type, through the configured transport; remove the
-//! bindings a transport reports unregistered, as provider feedback does.
+//! bindings a transport reports unregistered, as provider feedback does; then record what
+//! became of each push (`records.rs`).
 
 use bindery_domain::notify::{configured, default_template, render, Priority, Variables};
 use bindery_domain::*;
 
+use std::time::{Duration, Instant};
+
 use futures_util::StreamExt;
 
-use crate::delivery::direct::{self, Sent};
-use crate::delivery::{DeliveryError, Outcome, Push};
-use crate::store::Envelope;
-use crate::store::WriteError;
+use crate::delivery::direct;
+use crate::delivery::{Attempted, DeliveryError, Outcome, Push};
+use crate::records::DeliveryRecord;
+use crate::store::{Envelope, WriteError};
 use crate::Daemon;
 
 #[derive(Debug, Clone)]
 pub struct NotifyRequest {
+    /// Names the notify in its answer and its delivery records: from
+    /// [`Daemon::new_notification_sid`].
+    pub sid: NotificationSid,
     pub account: AccountSid,
     pub service: ServiceSid,
     pub identities: Vec<Identity>,
@@ -36,12 +42,12 @@ pub struct Delivery {
     pub binding_sid: BindingSid,
     pub binding_type: BindingType,
     pub outcome: Outcome,
-    /// The HTTP status of the provider's last answer (direct transport).
-    pub provider_status: Option<u16>,
-    /// Tries made.
+    /// How many times the transport tried (0: not tried, e.g. its credential is missing).
     pub attempts: u32,
-    /// From the push being handed out to its outcome (or to `pending`).
-    pub latency: std::time::Duration,
+    /// The HTTP status of the provider's last answer, when one came.
+    pub provider_status: Option<u16>,
+    /// From notify handing the push out to its outcome (or to `pending`).
+    pub latency: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -68,10 +74,10 @@ impl Daemon {
         account: AccountSid,
         service: ServiceSid,
         push: &Push,
-        sent: &Sent,
+        attempted: &Attempted,
         request_id: Option<String>,
     ) -> Result<(), WriteError> {
-        let Outcome::Unregistered(reason) = &sent.outcome else {
+        let Outcome::Unregistered(reason) = &attempted.outcome else {
             return Ok(());
         };
         let provider_reason = match reason {
@@ -92,7 +98,40 @@ impl Daemon {
         self.execute(envelope).await.map(|_| ())
     }
 
+    /// Ends a push that was `pending` when its notify answered: acts on its outcome, and
+    /// updates its delivery record in place.
+    async fn finish_pending(
+        &self,
+        (notification, made, handed_out): (NotificationSid, Timestamp, Instant),
+        (account, service): (AccountSid, ServiceSid),
+        push: &Push,
+        attempted: Attempted,
+        request_id: Option<String>,
+    ) {
+        if let Err(e) = self
+            .finish(account, service, push, &attempted, request_id)
+            .await
+        {
+            // The binding stays; its next push is refused again, and removes it then.
+            tracing::warn!(error = %e, binding = %push.binding_sid, "a dead token was not removed");
+        }
+        let delivery = Delivery {
+            binding_sid: push.binding_sid,
+            binding_type: push.binding_type,
+            outcome: attempted.outcome,
+            attempts: attempted.attempts,
+            provider_status: attempted.provider_status,
+            latency: handed_out.elapsed(),
+        };
+        let record = DeliveryRecord::of(notification, account, service, made, &delivery);
+        if let Err(e) = self.record_deliveries(vec![record]).await {
+            tracing::warn!(notification_sid = %notification, error = %e,
+                "the delivery record of a pending push was not updated");
+        }
+    }
+
     pub async fn notify(&self, request: NotifyRequest) -> Result<NotifyReport, WriteError> {
+        let made = self.clock().now();
         let (account, service, identities) =
             (request.account, request.service, request.identities.clone());
         let sender = request.variables.user.clone();
@@ -188,69 +227,85 @@ impl Daemon {
                     priority: request.priority,
                     ttl: request.ttl,
                 };
-                let request_id = request.request_id.clone();
+                let (request_id, notification) = (request.request_id.clone(), request.sid);
                 async move {
-                    let started = std::time::Instant::now();
-                    let sent = match (credential, self.direct(), deadline) {
+                    // Runs when the fan-out hands the push out, not when it is queued.
+                    let handed_out = Instant::now();
+                    let attempted = match (credential, self.direct(), deadline) {
                         (Pushing::Missing(sid), _, _) => {
-                            Sent::failed(DeliveryError::CredentialMissing(sid))
+                            Attempted::untried(DeliveryError::CredentialMissing(sid))
                         }
                         (Pushing::With(credential), Some(direct), Some(deadline)) => {
                             let mut handle = direct.send(push.clone(), *credential);
                             match tokio::time::timeout_at(deadline, &mut handle).await {
-                                Ok(Ok(sent)) => sent,
-                                Ok(Err(_)) => Sent::failed(DeliveryError::DispatcherStopped),
+                                Ok(Ok(attempted)) => attempted,
+                                Ok(Err(_)) => Attempted::untried(DeliveryError::DispatcherStopped),
                                 Err(_) => {
                                     // It goes on; what it ends with is acted on then.
                                     let (daemon, push) = (self.clone(), push.clone());
                                     tokio::spawn(async move {
-                                        let Ok(sent) = handle.await else { return };
-                                        let finished = daemon
-                                            .finish(account, service, &push, &sent, request_id)
+                                        let Ok(attempted) = handle.await else { return };
+                                        daemon
+                                            .finish_pending(
+                                                (notification, made, handed_out),
+                                                (account, service),
+                                                &push,
+                                                attempted,
+                                                request_id,
+                                            )
                                             .await;
-                                        if let Err(e) = finished {
-                                            // The binding stays; its next push is refused
-                                            // again, and removes it then.
-                                            tracing::warn!(error = %e, binding = %push.binding_sid,
-                                                "a dead token was not removed");
-                                        }
                                     });
-                                    Sent {
+                                    Attempted {
                                         outcome: Outcome::Pending,
-                                        provider_status: None,
                                         attempts: 1,
+                                        provider_status: None,
                                     }
                                 }
                             }
                         }
                         (Pushing::NoCredential, Some(_), _) => {
-                            Sent::failed(DeliveryError::NoCredential)
+                            Attempted::untried(DeliveryError::NoCredential)
                         }
-                        _ => Sent {
-                            outcome: self.deliver(push.clone()).await,
-                            provider_status: None,
-                            attempts: 1,
-                        },
+                        _ => self.deliver(push.clone()).await,
                     };
-                    (push, sent, started.elapsed())
+                    (push, attempted, handed_out.elapsed())
                 }
             });
-        let delivered: Vec<(Push, Sent, std::time::Duration)> = futures_util::stream::iter(pending)
+        let delivered: Vec<(Push, Attempted, Duration)> = futures_util::stream::iter(pending)
             .buffered(self.fan_out())
             .collect()
             .await;
         let mut deliveries = Vec::with_capacity(delivered.len());
-        for (push, sent, latency) in delivered {
-            self.finish(account, service, &push, &sent, request.request_id.clone())
-                .await?;
+        for (push, attempted, latency) in delivered {
+            self.finish(
+                account,
+                service,
+                &push,
+                &attempted,
+                request.request_id.clone(),
+            )
+            .await?;
             deliveries.push(Delivery {
                 binding_sid: push.binding_sid,
                 binding_type: push.binding_type,
-                outcome: sent.outcome,
-                provider_status: sent.provider_status,
-                attempts: sent.attempts,
+                outcome: attempted.outcome,
+                attempts: attempted.attempts,
+                provider_status: attempted.provider_status,
                 latency,
             });
+        }
+        let records = deliveries
+            .iter()
+            .map(|d| DeliveryRecord::of(request.sid, account, service, made, d))
+            .collect();
+        // The pushes went out whatever becomes of their records: a failure here is logged,
+        // and the answer still says what was delivered.
+        if let Err(e) = self.record_deliveries(records).await {
+            tracing::warn!(
+                notification_sid = %request.sid,
+                error = %e,
+                "delivery records not written"
+            );
         }
         Ok(NotifyReport {
             enabled: true,

@@ -5,7 +5,9 @@
 use bindery_domain::*;
 use rusqlite::Connection;
 
+use crate::records::DeliveryRecord;
 use crate::secrets;
+use crate::store::deliveries;
 use crate::store::rows::{self, SqlState};
 use crate::store::StoreError;
 
@@ -487,5 +489,58 @@ impl ReadView<'_> {
             .query_map([user.as_str()], rows::binding)?
             .collect::<Result<_, _>>()?;
         Ok(bindings)
+    }
+}
+
+impl ReadView<'_> {
+    /// A page of a binding's delivery records, newest first (the cursor is a notification
+    /// SID); `None` when the binding is not one of this account's service's (missing,
+    /// removed, or another's).
+    pub fn deliveries(
+        &self,
+        account: &AccountSid,
+        service: &ServiceSid,
+        binding: &BindingSid,
+        request: &PageRequest,
+    ) -> Result<Option<Page<DeliveryRecord>>, StoreError> {
+        if self.binding(account, service, binding)?.is_none() {
+            return Ok(None);
+        }
+        // Newest first: "after" a record is older than it, "before" newer.
+        let (condition, order, cursor) = match &request.cursor {
+            Cursor::Start => ("", "DESC", None),
+            Cursor::After(sid) => (" AND notification_sid < ?2", "DESC", Some(sid)),
+            Cursor::Before(sid) => (" AND notification_sid > ?2", "ASC", Some(sid)),
+        };
+        let limit = (request.size + 1) as i64;
+        let limit_index = if cursor.is_some() { 3 } else { 2 };
+        let sql = format!(
+            "SELECT {} FROM deliveries WHERE binding_sid = ?1{condition} \
+             ORDER BY notification_sid {order} LIMIT ?{limit_index}",
+            deliveries::COLUMNS
+        );
+        let binding = binding.as_str();
+        let mut bound: Vec<&dyn rusqlite::ToSql> = vec![&binding];
+        if let Some(sid) = cursor {
+            bound.push(sid);
+        }
+        bound.push(&limit);
+        let mut items = self
+            .conn
+            .prepare_cached(&sql)?
+            .query_map(bound.as_slice(), deliveries::read)?
+            .collect::<Result<Vec<_>, _>>()?;
+        let overflow = items.len() > request.size;
+        items.truncate(request.size);
+        Ok(Some(match request.cursor {
+            Cursor::Before(_) => {
+                items.reverse();
+                Page { items, more: true }
+            }
+            _ => Page {
+                items,
+                more: overflow,
+            },
+        }))
     }
 }

@@ -8,6 +8,7 @@ pub mod api;
 pub mod auth;
 pub mod bindings;
 pub mod credentials;
+pub mod deliveries;
 pub mod error;
 pub mod form;
 pub mod history;
@@ -191,6 +192,11 @@ fn api_routes(routes: &mut Routes) {
                         bindings::delete_service_binding,
                     )
                     .add(M::GET, "/Bindings/{Sid}/History", history::binding_history)
+                    .add(
+                        M::GET,
+                        "/Bindings/{Sid}/Deliveries",
+                        deliveries::binding_deliveries,
+                    )
                     .add(M::POST, "/Notifications", notifications::notify)
                     .add(M::GET, "/Users", users::list)
                     .add(M::POST, "/Users", users::create)

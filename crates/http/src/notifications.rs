@@ -134,7 +134,9 @@ pub(crate) async fn notify(
         .transpose()?;
     let variable =
         |name: &str| -> Result<String, ApiError> { Ok(form.string(name)?.unwrap_or_default()) };
+    let sid = api.daemon.new_notification_sid();
     let request = NotifyRequest {
+        sid,
         account: api.account,
         service,
         identities: identities.clone(),
@@ -174,8 +176,6 @@ pub(crate) async fn notify(
             })
         })
         .collect();
-    // A notification's SID names one fan-out in logs and answers; it is not stored.
-    let sid = NotificationSid::from_bytes(bindery_daemon::secrets::random_bytes());
     Ok(HttpResponse::Created().json(json!({
         "sid": sid,
         "account_sid": api.account,

@@ -13,17 +13,23 @@ use actix::prelude::*;
 
 pub use reader::Readers;
 pub use sweeper::{Sweep, Sweeper};
-pub use writer::{Close, Execute, Probe, Writer};
+pub use writer::{Close, Execute, Probe, RecordDeliveries, Writer};
 
-use bindery_domain::AccountSid;
+use std::sync::Mutex;
+
+use bindery_domain::{AccountSid, NewSids, NotificationSid};
 
 use crate::clock::{Clock, SystemClock};
 use crate::delivery::direct::{Direct, DirectSettings};
-use crate::delivery::{Deliver, DeliveryError, Dispatcher, LogTransport, Outcome, Push, Transport};
+use crate::delivery::{
+    Attempted, Deliver, DeliveryError, Dispatcher, LogTransport, Push, Transport,
+};
 use crate::feed::{FeedSubscription, FeedWaiters, WaitLimits, WaitRefused};
 use crate::metrics::Metrics;
 use crate::queries::ReadView;
+use crate::records::DeliveryRecord;
 use crate::seal::Sealer;
+use crate::sids::MonotonicSids;
 use crate::store::{self, Committed, Envelope, Store, StoreError, StoreOptions, WriteError};
 
 #[derive(Clone)]
@@ -87,6 +93,8 @@ pub struct Daemon {
     direct: Option<Arc<Direct>>,
     /// Pushes one notify hands to the dispatchers (or the direct sender) at once.
     fan_out: usize,
+    /// Notification SIDs, in creation order (delivery records list newest first by them).
+    notification_sids: Arc<Mutex<MonotonicSids>>,
 }
 
 impl Daemon {
@@ -101,6 +109,7 @@ impl Daemon {
         let position = store.projection_position()?;
         metrics.projection_position.set(position);
         metrics.log_position.set(store.log_position()?);
+        let notification_sids = MonotonicSids::after(store.newest_notification_sid()?);
         let counts = store.binding_counts()?;
         for binding_type in bindery_domain::BindingType::ALL {
             metrics
@@ -163,6 +172,7 @@ impl Daemon {
             sealer,
             direct,
             fan_out,
+            notification_sids: Arc::new(Mutex::new(notification_sids)),
         };
         for credential in daemon.read(|view| view.expiring_credentials())? {
             daemon.show_expiry(&credential);
@@ -219,6 +229,30 @@ impl Daemon {
         self.direct.as_deref()
     }
 
+    /// A new notify's SID: it names the notify in its answer and its delivery records, and
+    /// sorts after every one made before.
+    pub fn new_notification_sid(&self) -> NotificationSid {
+        self.notification_sids
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .new_sid()
+    }
+
+    /// Writes delivery records through the writer, with the next group commit: each is
+    /// upserted (a `pending` record written again with its outcome is updated in place) and
+    /// each binding keeps its newest [`crate::records::KEPT_PER_BINDING`]; a binding that is
+    /// gone gets none. Answers after the commit. Notify calls it once per notify; a transport
+    /// that finishes pushes in the background calls it again for them as they end.
+    pub async fn record_deliveries(&self, records: Vec<DeliveryRecord>) -> Result<(), WriteError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.writer
+            .send(RecordDeliveries(records))
+            .await
+            .unwrap_or_else(|_| Err(WriteError::Unavailable("the writer is not running".into())))
+    }
+
     /// The key credentials are sealed under: what opens them for a sender. Nothing opens
     /// them on the way to an answer.
     pub fn sealer(&self) -> &Sealer {
@@ -256,7 +290,7 @@ impl Daemon {
     }
 
     /// Hands one push to a dispatcher thread and waits for the transport's answer.
-    pub async fn deliver(&self, push: Push) -> Outcome {
+    pub async fn deliver(&self, push: Push) -> Attempted {
         // Counted down however the wait ends, a caller that went away included.
         struct InFlight<'a>(&'a prometheus::IntGauge);
         impl Drop for InFlight<'_> {
@@ -269,7 +303,7 @@ impl Daemon {
         self.dispatcher
             .send(Deliver(push))
             .await
-            .unwrap_or(Outcome::Failed(DeliveryError::DispatcherStopped))
+            .unwrap_or_else(|_| Attempted::untried(DeliveryError::DispatcherStopped))
     }
 
     /// Expires what is stale now (the sweeper also does this on its own schedule).

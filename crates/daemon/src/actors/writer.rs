@@ -5,6 +5,13 @@
 //! flush is pending, notifies a `Flush`; so while one transaction commits (blocking this
 //! actor's own thread on fsync), arriving commands pile up in the mailbox, and the next `Flush`
 //! commits all of them at once. Each caller hears back only after its transaction commits.
+//!
+//! Delivery records ([`RecordDeliveries`]) join the same group commit: a notify's records
+//! wait in the mailbox with the commands and go into the next transaction, after its
+//! commands, in a savepoint of their own. Under `synchronous = full` a transaction of their
+//! own would cost every notify one more fsync, and a burst of notifies one each, where
+//! joining the batch costs none; the savepoint keeps a failure of the records (which are
+//! not events) from failing the commands they share a commit with.
 
 use std::sync::Arc;
 
@@ -14,12 +21,14 @@ use tokio::sync::oneshot;
 use crate::clock::Clock;
 use crate::feed::FeedWaiters;
 use crate::metrics::Metrics;
+use crate::records::DeliveryRecord;
 use crate::store::{Committed, Envelope, Store, WriteError};
 
 /// The most commands one transaction takes; more wait for the next one.
 const MAX_BATCH: usize = 1024;
 
 type Reply = oneshot::Sender<Result<Committed, WriteError>>;
+type Recorded = oneshot::Sender<Result<(), WriteError>>;
 
 pub struct Writer {
     store: Store,
@@ -29,6 +38,8 @@ pub struct Writer {
     feed: Arc<FeedWaiters>,
     group_commit: bool,
     pending: Vec<(Envelope, Reply)>,
+    /// Delivery records waiting for the next transaction, one entry per message.
+    pending_records: Vec<(Vec<DeliveryRecord>, Recorded)>,
     flush_scheduled: bool,
 }
 
@@ -47,18 +58,31 @@ impl Writer {
             feed,
             group_commit,
             pending: Vec::new(),
+            pending_records: Vec::new(),
             flush_scheduled: false,
         }
     }
 
     fn flush(&mut self) {
-        while !self.pending.is_empty() {
+        while !self.pending.is_empty() || !self.pending_records.is_empty() {
             let take = self.pending.len().min(MAX_BATCH);
             let (envelopes, replies): (Vec<Envelope>, Vec<Reply>) =
                 self.pending.drain(..take).unzip();
+            let take = self.pending_records.len().min(MAX_BATCH);
+            let (records, recorded): (Vec<Vec<DeliveryRecord>>, Vec<Recorded>) =
+                self.pending_records.drain(..take).unzip();
+            let records: Vec<DeliveryRecord> = records.into_iter().flatten().collect();
             let started = std::time::Instant::now();
-            let results = self.store.execute(&envelopes, self.clock.now());
-            self.measure(started.elapsed(), &results);
+            let (results, records_result) =
+                self.store
+                    .execute_with_records(&envelopes, &records, self.clock.now());
+            // A transaction of records alone is no batch of commands.
+            if !envelopes.is_empty() {
+                self.measure(started.elapsed(), &results);
+            }
+            for reply in recorded {
+                let _ = reply.send(records_result.clone());
+            }
             self.feed
                 .publish(results.iter().flatten().flat_map(|c| &c.events));
             for (reply, result) in replies.into_iter().zip(results) {
@@ -117,12 +141,47 @@ impl Handler<Execute> for Writer {
     fn handle(&mut self, Execute(envelope): Execute, ctx: &mut Self::Context) -> Self::Result {
         let (reply, answer) = oneshot::channel();
         self.pending.push((envelope, reply));
+        self.schedule(ctx);
+        Box::pin(async move {
+            answer
+                .await
+                .unwrap_or_else(|_| Err(WriteError::Unavailable("the writer stopped".into())))
+        })
+    }
+}
+
+impl Writer {
+    /// Queues `pending` for the next transaction, or commits it now without group commit.
+    fn schedule(&mut self, ctx: &mut Context<Self>) {
         if !self.group_commit {
             self.flush();
         } else if !self.flush_scheduled {
             self.flush_scheduled = true;
             ctx.notify(Flush);
         }
+    }
+}
+
+/// Upsert these delivery records (a pending one is updated in place) and keep the newest
+/// [`crate::records::KEPT_PER_BINDING`] of each binding; answers after the commit. Records of
+/// bindings that are gone are not written.
+pub struct RecordDeliveries(pub Vec<DeliveryRecord>);
+
+impl Message for RecordDeliveries {
+    type Result = Result<(), WriteError>;
+}
+
+impl Handler<RecordDeliveries> for Writer {
+    type Result = ResponseFuture<Result<(), WriteError>>;
+
+    fn handle(
+        &mut self,
+        RecordDeliveries(records): RecordDeliveries,
+        ctx: &mut Self::Context,
+    ) -> Self::Result {
+        let (reply, answer) = oneshot::channel();
+        self.pending_records.push((records, reply));
+        self.schedule(ctx);
         Box::pin(async move {
             answer
                 .await

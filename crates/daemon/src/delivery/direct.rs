@@ -23,7 +23,7 @@ use super::guard::RemovalGuard;
 use super::http2::{tls_config, Connection};
 use super::jwt::{self, CachedToken};
 use super::verdict::{backoff, Provider, ProviderAnswer, Verdict, MAX_ATTEMPTS};
-use super::{apns, fcm, payload, DeliveryError, Outcome, Push};
+use super::{apns, fcm, payload, Attempted, DeliveryError, Outcome, Push};
 use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::seal::Sealer;
@@ -81,26 +81,6 @@ impl Default for DirectSettings {
             unregistered_per_minute: 1000,
             in_flight: 2000,
             in_flight_per_credential: 1000,
-        }
-    }
-}
-
-/// A push's final word, and what its delivery record shows.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sent {
-    pub outcome: Outcome,
-    /// The HTTP status of the provider's last answer; none when no answer came.
-    pub provider_status: Option<u16>,
-    /// Tries made, the first included.
-    pub attempts: u32,
-}
-
-impl Sent {
-    pub fn failed(error: DeliveryError) -> Sent {
-        Sent {
-            outcome: Outcome::Failed(error),
-            provider_status: None,
-            attempts: 0,
         }
     }
 }
@@ -200,7 +180,7 @@ impl Direct {
 
     /// Starts `push` through `credential`; its final word arrives on the handle, however long
     /// the retries take.
-    pub fn send(&self, push: Push, credential: Credential) -> tokio::task::JoinHandle<Sent> {
+    pub fn send(&self, push: Push, credential: Credential) -> tokio::task::JoinHandle<Attempted> {
         let inner = self.inner.clone();
         self.runtime
             .as_ref()
@@ -343,10 +323,10 @@ impl Client {
 }
 
 impl Inner {
-    async fn push(self: Arc<Self>, push: Push, credential: &Credential) -> Sent {
+    async fn push(self: Arc<Self>, push: Push, credential: &Credential) -> Attempted {
         let client = match self.client(credential) {
             Ok(client) => client,
-            Err(error) => return Sent::failed(error),
+            Err(error) => return Attempted::untried(error),
         };
         let provider = client.provider.as_str();
         let started = Instant::now();
@@ -438,10 +418,10 @@ impl Inner {
             .push_duration
             .with_label_values(&[provider])
             .observe(started.elapsed().as_secs_f64());
-        Sent {
+        Attempted {
             outcome,
-            provider_status,
             attempts,
+            provider_status,
         }
     }
 

@@ -91,6 +91,40 @@ pub trait Transport: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// Delivers one push, blocking until the transport has an answer.
     fn deliver(&self, push: &Push) -> Outcome;
+    /// [`Transport::deliver`], with what a delivery record shows of the tries: a transport
+    /// that retries or hears an HTTP status says so here; the others tried once, over no HTTP.
+    fn deliver_attempted(&self, push: &Push) -> Attempted {
+        Attempted::once(self.deliver(push))
+    }
+}
+
+/// A push's outcome with the number of tries it took and the HTTP status of the last answer
+/// that came (none when no answer came, or the transport speaks no HTTP).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempted {
+    pub outcome: Outcome,
+    pub attempts: u32,
+    pub provider_status: Option<u16>,
+}
+
+impl Attempted {
+    /// One try, with no HTTP status: the `log` and `desktop` transports.
+    pub fn once(outcome: Outcome) -> Attempted {
+        Attempted {
+            outcome,
+            attempts: 1,
+            provider_status: None,
+        }
+    }
+
+    /// Not tried at all (the credential is missing, the dispatcher stopped).
+    pub fn untried(error: DeliveryError) -> Attempted {
+        Attempted {
+            outcome: Outcome::Failed(error),
+            attempts: 0,
+            provider_status: None,
+        }
+    }
 }
 
 /// Which transport `delivery.transport` names, with its settings.
@@ -148,18 +182,18 @@ impl Actor for Dispatcher {
 pub struct Deliver(pub Push);
 
 impl Message for Deliver {
-    type Result = Outcome;
+    type Result = Attempted;
 }
 
 impl Handler<Deliver> for Dispatcher {
     type Result = MessageResult<Deliver>;
 
     fn handle(&mut self, Deliver(push): Deliver, _: &mut Self::Context) -> Self::Result {
-        let outcome = self.transport.deliver(&push);
+        let attempted = self.transport.deliver_attempted(&push);
         self.metrics
             .deliveries
-            .with_label_values(&[self.transport.name(), outcome.label()])
+            .with_label_values(&[self.transport.name(), attempted.outcome.label()])
             .inc();
-        MessageResult(outcome)
+        MessageResult(attempted)
     }
 }

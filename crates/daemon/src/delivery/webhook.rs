@@ -13,7 +13,7 @@
 use std::io::Read;
 use std::time::Duration;
 
-use super::{DeliveryError, Outcome, Push, Transport, ANSWER_LIMIT};
+use super::{Attempted, DeliveryError, Outcome, Push, Transport, ANSWER_LIMIT};
 
 pub struct Webhook {
     url: String,
@@ -56,8 +56,9 @@ impl Webhook {
         )
     }
 
-    /// One POST. `Err` is a failure worth retrying (5xx, no answer).
-    fn attempt(&self, push: &Push) -> Result<Outcome, DeliveryError> {
+    /// One POST: the status of the answer, if one came, and what it means; `Err` is a
+    /// failure worth retrying (5xx, no answer).
+    fn attempt(&self, push: &Push) -> (Option<u16>, Result<Outcome, DeliveryError>) {
         let body = serde_json::to_vec(push).expect("a push serializes");
         let mut request = self
             .agent
@@ -71,21 +72,30 @@ impl Webhook {
             request = request.set("X-Bindery-Signature", &Self::signature(key, now, &body));
         }
         match request.send_bytes(&body) {
-            Ok(response) => Ok(if says_unregistered(response) {
-                Outcome::Unregistered(DeliveryError::SaidUnregistered(200))
-            } else {
-                Outcome::Delivered
-            }),
-            Err(ureq::Error::Status(410, _)) => Ok(Outcome::Unregistered(DeliveryError::Gone)),
+            Ok(response) => {
+                let status = response.status();
+                let outcome = if says_unregistered(response) {
+                    Outcome::Unregistered(DeliveryError::SaidUnregistered(200))
+                } else {
+                    Outcome::Delivered
+                };
+                (Some(status), Ok(outcome))
+            }
+            Err(ureq::Error::Status(410, _)) => {
+                (Some(410), Ok(Outcome::Unregistered(DeliveryError::Gone)))
+            }
             Err(ureq::Error::Status(status, response)) if status < 500 => {
-                Ok(if says_unregistered(response) {
+                let outcome = if says_unregistered(response) {
                     Outcome::Unregistered(DeliveryError::SaidUnregistered(status))
                 } else {
                     Outcome::Failed(DeliveryError::Status(status))
-                })
+                };
+                (Some(status), Ok(outcome))
             }
-            Err(ureq::Error::Status(status, _)) => Err(DeliveryError::Status(status)),
-            Err(ureq::Error::Transport(e)) => Err(DeliveryError::unreachable(&e)),
+            Err(ureq::Error::Status(status, _)) => {
+                (Some(status), Err(DeliveryError::Status(status)))
+            }
+            Err(ureq::Error::Transport(e)) => (None, Err(DeliveryError::unreachable(&e))),
         }
     }
 }
@@ -111,20 +121,38 @@ impl Transport for Webhook {
     }
 
     fn deliver(&self, push: &Push) -> Outcome {
+        self.deliver_attempted(push).outcome
+    }
+
+    fn deliver_attempted(&self, push: &Push) -> Attempted {
         let mut last = DeliveryError::Unreachable("no attempt made");
+        // The last answer's status: a try that got none (a timeout) keeps the one before.
+        let mut provider_status = None;
         for attempt in 0..=self.retries {
             if attempt > 0 {
                 std::thread::sleep(Duration::from_millis(100 << attempt.min(5)));
             }
-            match self.attempt(push) {
-                Ok(outcome) => return outcome,
+            let (status, result) = self.attempt(push);
+            provider_status = status.or(provider_status);
+            match result {
+                Ok(outcome) => {
+                    return Attempted {
+                        outcome,
+                        attempts: attempt + 1,
+                        provider_status,
+                    }
+                }
                 Err(error) => last = error,
             }
         }
-        Outcome::Failed(DeliveryError::GaveUp {
-            last: Box::new(last),
+        Attempted {
+            outcome: Outcome::Failed(DeliveryError::GaveUp {
+                last: Box::new(last),
+                attempts: self.retries + 1,
+            }),
             attempts: self.retries + 1,
-        })
+            provider_status,
+        }
     }
 }
 

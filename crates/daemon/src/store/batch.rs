@@ -6,8 +6,10 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 use super::apply::apply_counting;
 use super::transaction::in_savepoint;
 use super::{
-    idempotency, log, rows, Committed, Envelope, Idempotency, Store, StoreError, WriteError,
+    deliveries, idempotency, log, rows, Committed, Envelope, Idempotency, Store, StoreError,
+    WriteError,
 };
+use crate::records::DeliveryRecord;
 use crate::sids::MonotonicSids;
 
 impl Store {
@@ -19,6 +21,19 @@ impl Store {
         batch: &[Envelope],
         now: Timestamp,
     ) -> Vec<Result<Committed, WriteError>> {
+        self.execute_with_records(batch, &[], now).0
+    }
+
+    /// [`Store::execute`], then writes delivery records in the same transaction, after the
+    /// commands (so a binding a command of the batch removed gets none), in a savepoint of
+    /// their own: failing, they roll back alone and the commands still commit. The second
+    /// result is the records'.
+    pub fn execute_with_records(
+        &mut self,
+        batch: &[Envelope],
+        records: &[DeliveryRecord],
+        now: Timestamp,
+    ) -> (Vec<Result<Committed, WriteError>>, Result<(), WriteError>) {
         let tx = match self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -36,8 +51,18 @@ impl Store {
                 Err(e) => return fail_all(batch, e),
             }
         }
+        let recorded = if records.is_empty() {
+            Ok(())
+        } else {
+            match in_savepoint(&tx, |savepoint| {
+                deliveries::record(savepoint, records).map_err(|e| StoreError::from(e).into())
+            }) {
+                Ok(recorded) => recorded,
+                Err(e) => return fail_all(batch, e),
+            }
+        };
         match finish(tx, batch, &results, now) {
-            Ok(()) => results,
+            Ok(()) => (results, recorded),
             Err(e) => fail_all(batch, e),
         }
     }
@@ -54,10 +79,16 @@ impl Store {
     }
 }
 
-/// The same failure for every command of the batch: nothing of it committed.
-fn fail_all(batch: &[Envelope], error: StoreError) -> Vec<Result<Committed, WriteError>> {
+/// The same failure for every command of the batch and its records: nothing of it committed.
+fn fail_all(
+    batch: &[Envelope],
+    error: StoreError,
+) -> (Vec<Result<Committed, WriteError>>, Result<(), WriteError>) {
     let error = WriteError::from(error);
-    batch.iter().map(|_| Err(error.clone())).collect()
+    (
+        batch.iter().map(|_| Err(error.clone())).collect(),
+        Err(error),
+    )
 }
 
 /// One command, inside its savepoint: answered from its idempotency key when the same request
@@ -118,6 +149,11 @@ fn decide_and_append(
     for pending in &decision.events {
         let recorded = log::append(conn, pending, now, envelope.request_id.as_deref())?;
         let row = apply_counting(conn, &recorded, &mut committed.binding_changes)?;
+        if row.is_none() && recorded.event.entity() == EntityKind::Binding {
+            // Its delivery records (not events, so not replayed) go with it, in this
+            // transaction: records of removed bindings never pile up.
+            deliveries::forget_binding(conn, &recorded.stream).map_err(StoreError::from)?;
+        }
         if recorded.stream == decision.subject {
             committed.row = row;
         }

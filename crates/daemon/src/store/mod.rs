@@ -10,6 +10,7 @@ mod batch;
 mod connection;
 mod copy;
 mod counts;
+pub(crate) mod deliveries;
 mod envelope;
 mod error;
 mod health;
@@ -72,6 +73,12 @@ impl Store {
 
     pub fn projection_position(&self) -> Result<i64, StoreError> {
         Ok(log::checkpoint(&self.conn)?)
+    }
+
+    /// The notification SID of the delivery record written last, as a number (see
+    /// `deliveries::newest_notification_sid`).
+    pub fn newest_notification_sid(&self) -> Result<Option<u128>, StoreError> {
+        Ok(deliveries::newest_notification_sid(&self.conn)?)
     }
 
     /// Whether the log holds credentials sealed under a key (see `seal`).
