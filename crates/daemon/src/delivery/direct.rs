@@ -20,7 +20,7 @@ use tokio::sync::{Mutex as AsyncMutex, Semaphore};
 
 use super::credential::{self, CredentialInput, ProviderCredential};
 use super::guard::RemovalGuard;
-use super::http2::{tls_config, Connection};
+use super::http2::{client_config, roots, Connection};
 use super::jwt::{self, CachedToken};
 use super::verdict::{backoff, Provider, ProviderAnswer, Verdict, MAX_ATTEMPTS};
 use super::{apns, fcm, payload, Attempted, DeliveryError, Outcome, Push};
@@ -53,8 +53,9 @@ pub struct DirectSettings {
 impl DirectSettings {
     /// Whether the settings make a sender: `ca_file` reads and every endpoint is an https
     /// URL. Checked at start-up, so that a wrong setting stops it rather than every push.
-    pub fn check(&self) -> Result<Arc<rustls::ClientConfig>, String> {
-        let tls = tls_config(self.ca_file.as_deref(), None)?;
+    pub fn check(&self) -> Result<(Arc<rustls::RootCertStore>, Arc<rustls::ClientConfig>), String> {
+        let roots = roots(self.ca_file.as_deref())?;
+        let tls = client_config(roots.clone(), None)?;
         for (key, endpoint) in [
             ("delivery.apns.endpoint", &self.apns_endpoint),
             (
@@ -66,7 +67,7 @@ impl DirectSettings {
             Connection::new(endpoint, tls.clone())
                 .map_err(|e| format!("invalid setting {key}: {e}"))?;
         }
-        Ok(tls)
+        Ok((roots, tls))
     }
 }
 
@@ -93,8 +94,10 @@ pub struct Direct {
 
 struct Inner {
     settings: DirectSettings,
-    /// The web roots plus `ca_file`, without a client certificate: shared by every client
-    /// but those of certificate auth.
+    /// The web roots plus `ca_file`, shared by every client.
+    roots: Arc<rustls::RootCertStore>,
+    /// Those roots without a client certificate: the configuration of every client but
+    /// those of certificate auth.
     tls: Arc<rustls::ClientConfig>,
     metrics: Metrics,
     sealer: Arc<Sealer>,
@@ -121,17 +124,7 @@ impl Direct {
         sealer: Arc<Sealer>,
         clock: Arc<dyn Clock>,
     ) -> Result<Direct, String> {
-        let tls = tls_config(settings.ca_file.as_deref(), None)?;
-        for (key, endpoint) in [
-            ("delivery.apns.endpoint", &settings.apns_endpoint),
-            (
-                "delivery.apns.sandbox_endpoint",
-                &settings.apns_sandbox_endpoint,
-            ),
-            ("delivery.fcm.endpoint", &settings.fcm_endpoint),
-        ] {
-            Connection::new(endpoint, tls.clone()).map_err(|e| format!("{key}: {e}"))?;
-        }
+        let (roots, tls) = settings.check()?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("bindery-push")
@@ -146,6 +139,7 @@ impl Direct {
                 guarded: HashSet::new(),
             }),
             settings,
+            roots,
             tls,
             metrics,
             sealer,
@@ -506,11 +500,8 @@ impl Inner {
             ProviderCredential::ApnsCertificate {
                 chain, key, topic, ..
             } => {
-                let tls = tls_config(
-                    self.settings.ca_file.as_deref(),
-                    Some((chain, key.clone_key())),
-                )
-                .map_err(|_| DeliveryError::CredentialInvalid("Certificate"))?;
+                let tls = client_config(self.roots.clone(), Some((chain, key.clone_key())))
+                    .map_err(|_| DeliveryError::CredentialInvalid("Certificate"))?;
                 (
                     Provider::Apns,
                     Kind::ApnsCertificate {

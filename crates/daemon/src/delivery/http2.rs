@@ -24,6 +24,12 @@ pub fn tls_config(
     ca_file: Option<&Path>,
     client: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
 ) -> Result<Arc<rustls::ClientConfig>, String> {
+    client_config(roots(ca_file)?, client)
+}
+
+/// The roots a provider's certificate must chain to: the web's, plus `ca_file`'s. Built once
+/// and shared by every client (a copy per credential would cost each one the whole store).
+pub fn roots(ca_file: Option<&Path>) -> Result<Arc<rustls::RootCertStore>, String> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(file) = ca_file {
@@ -36,6 +42,14 @@ pub fn tls_config(
                 .map_err(|e| format!("delivery.tls.ca_file {}: {e}", file.display()))?;
         }
     }
+    Ok(Arc::new(roots))
+}
+
+/// A client configuration over `roots`, with a client certificate for APNs certificate auth.
+pub fn client_config(
+    roots: Arc<rustls::RootCertStore>,
+    client: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+) -> Result<Arc<rustls::ClientConfig>, String> {
     let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
