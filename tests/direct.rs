@@ -515,6 +515,22 @@ fn a_connection_closed_mid_stream_is_reopened_and_the_push_tried_again() {
     let (_, result) = push_once(&d, &service, "cut");
     assert_eq!(status(&result), "delivered", "{result}");
     assert_eq!(d.apns.stats().connections, 2, "{:?}", d.apns.stats());
+    // Cut every time: three tries, then failed with what kept the answer from coming.
+    d.apns.script("always-cut", apns::Answer::CloseConnection);
+    let (binding, result) = push_once(&d, &service, "always-cut");
+    assert_eq!(status(&result), "failed", "{result}");
+    assert!(
+        result["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("could not be reached")),
+        "{result}"
+    );
+    let record = &deliveries(&d, &service, &binding)[0];
+    assert_eq!(
+        (&record["attempts"], &record["provider_status"]),
+        (&json!(3), &Value::Null),
+        "{record}"
+    );
 }
 
 #[test]

@@ -340,6 +340,9 @@ impl Inner {
                 inflight.dec();
                 tried
             };
+            // What kept an answer from coming, when none came: the try's own error, which
+            // says more than a reason string would.
+            let mut unanswered = None;
             let (verdict, token) = match tried {
                 Ok((answer, token)) => {
                     provider_status = Some(answer.status);
@@ -351,13 +354,14 @@ impl Inner {
                     self.fault(credential.sid, &error.to_string());
                     break Outcome::Failed(error);
                 }
-                Err(error) => (
-                    Verdict::Transient {
+                Err(error) => {
+                    let verdict = Verdict::Transient {
                         reason: error.to_string(),
                         retry_after: None,
-                    },
-                    None,
-                ),
+                    };
+                    unanswered = Some(error);
+                    (verdict, None)
+                }
             };
             match verdict {
                 Verdict::Delivered => {
@@ -393,7 +397,9 @@ impl Inner {
                     retry_after,
                 } => {
                     if attempts >= MAX_ATTEMPTS {
-                        break Outcome::Failed(DeliveryError::rejected(&reason));
+                        break Outcome::Failed(
+                            unanswered.unwrap_or_else(|| DeliveryError::rejected(&reason)),
+                        );
                     }
                     self.metrics
                         .push_requests
