@@ -832,3 +832,55 @@ fn a_pending_push_that_ends_delivered_updates_its_record_in_place() {
     assert_eq!(last[0]["attempts"], 2, "{last:?}");
     assert_eq!(last[0]["provider_status"], 200, "{last:?}");
 }
+
+#[test]
+fn a_hung_provider_holds_only_its_own_credentials_places() {
+    // Two places per credential, four in all: six APNs pushes that hang take APNs's two,
+    // and FCM's pushes still find theirs.
+    let d = Direct::start_with(&[
+        ("BINDERY_DELIVERY__DEADLINE", "2s"),
+        ("BINDERY_DELIVERY__IN_FLIGHT", "4"),
+        ("BINDERY_DELIVERY__IN_FLIGHT_PER_CREDENTIAL", "2"),
+    ]);
+    d.apns_credential(&d.client_cert());
+    d.fcm_credential();
+    d.apns.script_all(apns::Answer::Hang);
+    let service = chat_service(&d.app, "Chat");
+    let mut apns_bindings = Vec::new();
+    for n in 0..6 {
+        apns_bindings.push(register(
+            &d.app,
+            &service,
+            "alice",
+            &[("BindingType", "apn"), ("Address", &format!("hung-{n}"))],
+        ));
+    }
+    let fcm_bindings: Vec<String> = (0..2)
+        .map(|n| {
+            register(
+                &d.app,
+                &service,
+                "alice",
+                &[("BindingType", "fcm"), ("Address", &format!("quick-{n}"))],
+            )
+        })
+        .collect();
+    let answer = notify(&d.app, &service, &[("Identity", "alice"), ("Body", "hi")]);
+    for binding in &fcm_bindings {
+        assert_eq!(
+            status(result_for(&answer, binding)),
+            "delivered",
+            "{answer}"
+        );
+    }
+    for binding in &apns_bindings {
+        assert_eq!(status(result_for(&answer, binding)), "pending", "{answer}");
+    }
+    assert_eq!(answer["pending"], 6, "{answer}");
+    // Never more than two on APNs's wire at once.
+    assert!(
+        d.apns.stats().max_concurrent_streams <= 2,
+        "{:?}",
+        d.apns.stats()
+    );
+}

@@ -151,7 +151,11 @@ impl Daemon {
             None => None,
         };
         let fan_out = match &direct {
-            Some(direct) => direct.in_flight(),
+            // Every push of a notify at once: they wait in their credential's queue, where its
+            // limit keeps a slow provider from holding the others' places. Handing them out
+            // in notify's order instead would let the first credential's pushes hold the
+            // rest back. A notify names at most 1,000 users, so this is bounded too.
+            Some(_) => usize::MAX,
             None => options.dispatchers.max(1),
         };
         let sweeper = Sweeper::new(
@@ -317,7 +321,8 @@ impl Daemon {
     }
 
     /// Pushes one notify hands to the dispatchers at once: as many as they have threads, so a
-    /// large fan-out queues in its own request, not as thousands of messages in their mailbox.
+    /// large fan-out queues in its own request, not as thousands of messages in their mailbox
+    /// (all of them for `direct`, whose limits are per credential and in all).
     pub fn fan_out(&self) -> usize {
         self.fan_out
     }

@@ -167,11 +167,6 @@ impl Direct {
         self.inner.settings.deadline
     }
 
-    /// Pushes a notify may have on their way at once.
-    pub fn in_flight(&self) -> usize {
-        self.inner.settings.in_flight.max(1)
-    }
-
     /// Starts `push` through `credential`; its final word arrives on the handle, however long
     /// the retries take.
     pub fn send(&self, push: Push, credential: Credential) -> tokio::task::JoinHandle<Attempted> {
