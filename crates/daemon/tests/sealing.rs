@@ -71,6 +71,8 @@ fn create_and_rotate(dir: &Path) -> CredentialSid {
                     friendly_name: Some("ios".into()),
                     sandbox: Some(true),
                     secrets: all_secrets(),
+                    fields: ProfileFields::default(),
+                    profile: CredentialProfile::default(),
                 },
             )
             .await,
@@ -94,6 +96,8 @@ fn create_and_rotate(dir: &Path) -> CredentialSid {
                         private_key: Some(ROTATED_KEY.into()),
                         ..Default::default()
                     },
+                    fields: ProfileFields::default(),
+                    profile: None,
                 },
             )
             .await,

@@ -88,6 +88,8 @@ pub(crate) async fn create(api: Api, FormBody(form): FormBody) -> Result<HttpRes
         friendly_name: fields.friendly_name,
         sandbox: fields.sandbox,
         secrets: fields.secrets,
+        fields: ProfileFields::default(),
+        profile: CredentialProfile::default(),
     };
     let origin = api.origin.clone();
     api.commit(command, move |c| {
@@ -119,6 +121,8 @@ pub(crate) async fn update(
         friendly_name: fields.friendly_name,
         sandbox: fields.sandbox,
         secrets: fields.secrets,
+        fields: ProfileFields::default(),
+        profile: None,
     };
     let origin = api.origin.clone();
     api.commit(command, move |c| {

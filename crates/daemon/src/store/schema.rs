@@ -149,6 +149,12 @@ const MIGRATIONS: &[&str] = &[
     r#"
     CREATE INDEX bindings_by_identity ON bindings (identity, sid);
     "#,
+    // 6: what reading a credential found (CONTRACT §6.2: auth, key and team ids, topic,
+    // expiry), as the JSON of its `CredentialProfile`; `{}` (unknown) for the credentials
+    // stored before, as a replay of their events makes it.
+    r#"
+    ALTER TABLE credentials ADD COLUMN profile TEXT NOT NULL DEFAULT '{}';
+    "#,
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
