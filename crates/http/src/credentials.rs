@@ -1,5 +1,6 @@
 //! Push credentials: `/v2/Credentials[/{Sid}]`, account-scoped. Their secrets are stored for
-//! senders and never returned.
+//! senders and never returned; the body shows what reading them found ([EXT] `auth`, `topic`,
+//! `expires`, CONTRACT §6.2), and the daemon refuses what cannot push.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -25,6 +26,11 @@ pub fn render(credential: &Credential, origin: &str) -> Value {
         "date_created": credential.date_created.to_string(),
         "date_updated": credential.date_updated.to_string(),
         "url": format!("{origin}/v2/Credentials/{}", credential.sid),
+        // [EXT] What the credential pushes with; null for one stored before it was read. The
+        // key and team ids stay out, like the secrets they go with.
+        "auth": credential.profile.auth.map(CredentialAuth::as_str),
+        "topic": credential.profile.topic,
+        "expires": credential.profile.expires.map(|at| at.to_string()),
     })
 }
 
@@ -32,6 +38,8 @@ struct CredentialFields {
     friendly_name: Option<String>,
     sandbox: Option<bool>,
     secrets: CredentialSecrets,
+    /// [EXT] `KeyId`, `TeamId`, `Topic`.
+    profile_fields: ProfileFields,
 }
 
 fn credential_fields(form: &Params) -> Result<CredentialFields, ApiError> {
@@ -51,6 +59,12 @@ fn credential_fields(form: &Params) -> Result<CredentialFields, ApiError> {
             private_key: form.string("PrivateKey")?,
             api_key: form.string("ApiKey")?,
             secret: form.string("Secret")?,
+        },
+        // Checked with the secrets, by the daemon, which names the field it refuses.
+        profile_fields: ProfileFields {
+            key_id: form.string("KeyId")?,
+            team_id: form.string("TeamId")?,
+            topic: form.string("Topic")?,
         },
     })
 }
@@ -88,7 +102,7 @@ pub(crate) async fn create(api: Api, FormBody(form): FormBody) -> Result<HttpRes
         friendly_name: fields.friendly_name,
         sandbox: fields.sandbox,
         secrets: fields.secrets,
-        fields: ProfileFields::default(),
+        fields: fields.profile_fields,
         profile: CredentialProfile::default(),
     };
     let origin = api.origin.clone();
@@ -121,7 +135,7 @@ pub(crate) async fn update(
         friendly_name: fields.friendly_name,
         sandbox: fields.sandbox,
         secrets: fields.secrets,
-        fields: ProfileFields::default(),
+        fields: fields.profile_fields,
         profile: None,
     };
     let origin = api.origin.clone();

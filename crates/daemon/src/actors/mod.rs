@@ -147,10 +147,17 @@ impl Daemon {
         })
     }
 
-    /// Runs a command through the writer. A credential's private fields are sealed here,
-    /// where they enter, so that nothing below (the log, the projections, exports, backups)
-    /// ever holds them in clear.
+    /// Runs a command through the writer. A credential's private fields are read (see
+    /// [`credential_check`](crate::credential_check)) and sealed here, where they enter, so
+    /// that nothing below (the log, the projections, exports, backups) ever holds them in
+    /// clear, and nothing that cannot push is stored.
     pub async fn execute(&self, mut envelope: Envelope) -> Result<Committed, WriteError> {
+        crate::credential_check::check(
+            &mut envelope.command,
+            self.clock.now(),
+            &self.sealer,
+            |account, sid| self.read(|view| view.credential(account, sid)),
+        )?;
         self.sealer.seal_command(&mut envelope.command);
         self.writer
             .send(Execute(envelope))
