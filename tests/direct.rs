@@ -88,8 +88,21 @@ fn status(result: &Value) -> &str {
 fn a_notify_reaches_apns_and_fcm_with_every_header_and_body_field() {
     let d = Direct::start();
     let cert = d.client_cert();
-    d.apns_credential(&cert);
+    let credential = d.apns_credential(&cert);
     d.fcm_credential();
+    // The certificate's end is in the metrics from its creation on.
+    let not_after = cert
+        .not_after
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as f64;
+    assert_eq!(
+        d.app.metric(
+            "bindery_credential_expiry_timestamp_seconds",
+            &[("credential", &credential)]
+        ),
+        not_after
+    );
     let service = chat_service(&d.app, "Chat");
     let phone = register(
         &d.app,
@@ -472,6 +485,14 @@ fn the_dead_token_guard_stops_removals_past_its_limit_and_marks_the_credential()
             .metric("bindery_credential_healthy", &[("credential", &credential)]),
         0.0
     );
+    let body = d
+        .app
+        .get(
+            &format!("/v2/Credentials/{credential}"),
+            Some(&d.app.account),
+        )
+        .1;
+    assert_eq!(body["healthy"], false, "{body}");
     assert!(
         d.log
             .lines()
@@ -883,4 +904,127 @@ fn a_hung_provider_holds_only_its_own_credentials_places() {
         "{:?}",
         d.apns.stats()
     );
+}
+
+/// A server on the direct transport with an APNs stand-in that takes token auth, and a
+/// token-auth credential of `key` for `TOPIC`.
+fn token_auth() -> (TestApp, Apns, bindery_standin::ApnsKey, TempDir) {
+    let dir = TempDir::new().unwrap();
+    let ca = TestCa::new(dir.path()).unwrap();
+    let key = bindery_standin::ApnsKey::generate("KEYID12345", "TEAMID1234").unwrap();
+    let apns = Apns::start(&ca, ApnsAuth::token(&key)).unwrap();
+    let (url, ca_file) = (apns.url(), ca.ca_file().display().to_string());
+    let app = TestApp::spawn_with_env(&[
+        ("BINDERY_DELIVERY__TRANSPORT", "direct"),
+        ("BINDERY_DELIVERY__APNS__ENDPOINT", url.as_str()),
+        ("BINDERY_DELIVERY__APNS__SANDBOX_ENDPOINT", url.as_str()),
+        ("BINDERY_DELIVERY__TLS__CA_FILE", ca_file.as_str()),
+    ]);
+    app.create_credential(&[
+        ("Type", "apn"),
+        ("PrivateKey", &key.p8_pem()),
+        ("KeyId", "KEYID12345"),
+        ("TeamId", "TEAMID1234"),
+        ("Topic", BUNDLE),
+    ]);
+    (app, apns, key, dir)
+}
+
+#[test]
+fn token_auth_signs_one_es256_jwt_and_reuses_it() {
+    let (app, apns, _key, _dir) = token_auth();
+    let service = chat_service(&app, "Chat");
+    for n in 0..3 {
+        register(
+            &app,
+            &service,
+            "alice",
+            &[("BindingType", "apn"), ("Address", &format!("device-{n}"))],
+        );
+    }
+    for _ in 0..2 {
+        let answer = notify(&app, &service, &[("Identity", "alice"), ("Body", "hi")]);
+        assert_eq!(answer["delivered"], 3, "{answer}");
+    }
+    let pushes = apns.requests();
+    assert_eq!(pushes.len(), 6);
+    let bearer = pushes[0].header("authorization").unwrap().to_owned();
+    assert!(bearer.starts_with("bearer "), "{bearer}");
+    assert!(
+        pushes
+            .iter()
+            .all(|p| p.header("authorization") == Some(&bearer)),
+        "one provider token for every push"
+    );
+    let jwt = pushes[0].jwt.as_ref().expect("the provider token");
+    assert_eq!(jwt.header["alg"], "ES256");
+    assert_eq!(jwt.header["kid"], "KEYID12345");
+    assert_eq!(jwt.claims["iss"], "TEAMID1234");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let iat = jwt.claims["iat"].as_i64().unwrap();
+    assert!((now - iat).abs() < 300, "iat {iat}, now {now}");
+    assert_eq!(pushes[0].header("apns-topic"), Some(BUNDLE));
+    assert_eq!(pushes[0].client_subject, None);
+    assert_eq!(apns.stats().connections, 1);
+}
+
+#[test]
+fn a_refused_provider_token_is_replaced_once_then_the_push_fails() {
+    let (app, apns, _key, _dir) = token_auth();
+    let service = chat_service(&app, "Chat");
+    let binding = register(
+        &app,
+        &service,
+        "alice",
+        &[("BindingType", "apn"), ("Address", "stale")],
+    );
+    // Refused once: a new token is signed and the push goes.
+    apns.script("stale", apns::Answer::ExpiredProviderToken.once());
+    let answer = notify(&app, &service, &[("Identity", "alice"), ("Body", "hi")]);
+    assert_eq!(
+        status(result_for(&answer, &binding)),
+        "delivered",
+        "{answer}"
+    );
+    let pushes = apns.pushes_to("stale");
+    assert_eq!(pushes.len(), 2);
+    assert_ne!(
+        pushes[0].header("authorization"),
+        pushes[1].header("authorization"),
+        "the second try carries a new token"
+    );
+    // Refused every time: the new token once, then failed; the binding stays and the
+    // credential is unhealthy.
+    apns.script("stale", apns::Answer::InvalidProviderToken);
+    let answer = notify(&app, &service, &[("Identity", "alice"), ("Body", "hi")]);
+    let result = result_for(&answer, &binding);
+    assert_eq!(status(result), "failed", "{answer}");
+    assert_eq!(result["error"], "InvalidProviderToken", "{answer}");
+    assert_eq!(apns.pushes_to("stale").len(), 4);
+    let credentials = app.get("/v2/Credentials", Some(&app.account)).1;
+    assert_eq!(
+        credentials["credentials"][0]["healthy"], false,
+        "{credentials}"
+    );
+    assert_eq!(
+        credentials["credentials"][0]["auth"], "token",
+        "{credentials}"
+    );
+    // Mended (an update), it is healthy again.
+    let sid = credentials["credentials"][0]["sid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.post(
+        &format!("/v2/Credentials/{sid}"),
+        &[("FriendlyName", "mended")],
+    )
+    .expect(200);
+    let fetched = app
+        .get(&format!("/v2/Credentials/{sid}"), Some(&app.account))
+        .1;
+    assert_eq!(fetched["healthy"], true, "{fetched}");
 }

@@ -4,7 +4,9 @@
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 
-use crate::support::{assert_error, sid, user_bindings_path, user_path, Credentials, TestApp};
+use crate::support::{
+    assert_error, material, sid, user_bindings_path, user_path, Credentials, TestApp,
+};
 
 const ZEROS: &str = "00000000000000000000000000000000";
 
@@ -155,7 +157,10 @@ fn another_accounts_resources_answer_exactly_like_missing_ones() {
         &user_bindings_path(&service, "alice"),
         &[("BindingType", "apn"), ("Address", "their-token")],
     ));
-    let credential = sid(&post("/v2/Credentials", &[("Type", "fcm")]));
+    let credential = sid(&post(
+        "/v2/Credentials",
+        &material::credential_form("fcm").pairs(),
+    ));
 
     let missing_service = format!("IS{ZEROS}");
     let missing_binding = format!("BS{ZEROS}");

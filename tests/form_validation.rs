@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::support::{assert_error, form, sid, Reply, TestApp};
+use crate::support::{assert_error, form, material, sid, Reply, TestApp};
 
 /// How many events the account's log holds: a refused request appends none.
 fn log_length(app: &TestApp) -> usize {
@@ -100,10 +100,10 @@ fn constrained_fields(document: &Value) -> Vec<Constrained> {
     found
 }
 
-/// What a request needs besides the field under test, to be accepted.
+/// What a request needs besides the field under test, to be accepted (a credential's create
+/// takes material of its type: see `Fixture::send`).
 fn base_form(method: &str, path: &str) -> Vec<(&'static str, &'static str)> {
     match (method, path) {
-        ("POST", "/v2/Credentials") => vec![("Type", "apn")],
         ("POST", "/v2/Services/{ServiceSid}/Users/{UserSid}/Bindings") => {
             vec![("BindingType", "apn"), ("Address", "spec-token")]
         }
@@ -190,7 +190,20 @@ impl Fixture {
 
     fn send(&self, app: &TestApp, field: &Constrained, value: &str) -> Reply {
         let path = self.path(&field.path);
-        let mut pairs: Vec<(&str, &str)> = base_form(&field.method, &field.path)
+        // A credential is read on the way in (CONTRACT §6.2): it needs material of its type.
+        let material = (field.method == "POST" && field.path == "/v2/Credentials").then(|| {
+            let kind = if field.name == "Type" { value } else { "apn" };
+            if ["apn", "fcm", "gcm"].contains(&kind) {
+                material::credential_form(kind)
+            } else {
+                material::Form::default()
+            }
+        });
+        let base = match &material {
+            Some(form) => form.pairs(),
+            None => base_form(&field.method, &field.path),
+        };
+        let mut pairs: Vec<(&str, &str)> = base
             .into_iter()
             .filter(|(name, _)| *name != field.name)
             .collect();
@@ -214,7 +227,7 @@ fn every_enum_and_format_field_of_a_served_route_refuses_what_the_spec_excludes(
             &[("BindingType", "fcm"), ("Address", "alice-token")],
         )
         .expect(201));
-    let credential = sid(&app.create_credential(&[("Type", "apn")]));
+    let credential = sid(&app.create_credential_of("apn", &[]));
     let fixture = Fixture {
         service: service.clone(),
         credential,

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::delivery::{chat_service, register, result_for, targeted};
 use crate::support::{
-    assert_error, escape_all, form, segment, sid, user_bindings_path, user_path, TestApp,
+    assert_error, escape_all, form, material, segment, sid, user_bindings_path, user_path, TestApp,
 };
 
 const LIMIT: usize = 64 * 1024;
@@ -399,13 +399,14 @@ fn nul_bytes_are_stored_and_read_back_exactly() {
         assert_eq!(fetched.expect(200)["friendly_name"], "nul\u{0}service");
     }
     let service = sid(&app.create_service("nul bytes"));
+    // A NUL in a secret: not a service account, refused cleanly.
+    let secret = app.post("/v2/Credentials", &[("Type", "fcm"), ("Secret", "s\u{0}")]);
+    assert_clean(secret.status, &secret.body, "credential secret");
     let credential = app.post(
         "/v2/Credentials",
-        &[
-            ("Type", "fcm"),
-            ("FriendlyName", "c\u{0}"),
-            ("Secret", "s\u{0}"),
-        ],
+        &material::credential_form("fcm")
+            .with("FriendlyName", "c\u{0}")
+            .pairs(),
     );
     assert_clean(credential.status, &credential.body, "credential");
     if credential.status == 201 {

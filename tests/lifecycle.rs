@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::support::{
-    assert_error, form, is_twilio_date, sid, user_bindings_path, user_path, wait_until,
+    assert_error, form, is_twilio_date, material, sid, user_bindings_path, user_path, wait_until,
     Credentials, Pending, Reply, TestApp, PATIENCE,
 };
 
@@ -696,7 +696,13 @@ fn a_change_feed_consumer_keeps_an_exact_copy_of_the_bindings() {
     let theirs = sid(&app
         .post_as(&stranger, "/v2/Services", &[("FriendlyName", "theirs")])
         .expect(201));
-    const SECRET: &str = "fcm-server-key-do-not-leak";
+    // The service account's key: a line of its PEM must reach no event.
+    let secret = material::credential_form("fcm");
+    let key_line = bindery_standin::RsaTestKey::A
+        .pkcs8_pem()
+        .lines()
+        .nth(1)
+        .expect("a base64 line");
 
     let consumed = std::thread::scope(|scope| {
         let (target, end) = mpsc::channel();
@@ -706,11 +712,8 @@ fn a_change_feed_consumer_keeps_an_exact_copy_of_the_bindings() {
             sid(&app.create_service("chat")),
             sid(&app.create_service("support")),
         ];
-        let credential = sid(&app.create_credential(&[
-            ("Type", "fcm"),
-            ("FriendlyName", "firebase"),
-            ("Secret", SECRET),
-        ]));
+        let credential =
+            sid(&app.create_credential(&secret.clone().with("FriendlyName", "firebase").pairs()));
         // A service that goes with all its bindings midway.
         let doomed = sid(&app.create_service("doomed"));
         let mut doomed_bindings = Vec::new();
@@ -904,7 +907,7 @@ fn a_change_feed_consumer_keeps_an_exact_copy_of_the_bindings() {
         for secret in ["auth_token_hash", "secret_hash", "secrets"] {
             assert!(!data.contains_key(secret), "{event}");
         }
-        assert!(!event.to_string().contains(SECRET), "{event}");
+        assert!(!event.to_string().contains(key_line), "{event}");
     }
     assert_eq!(
         count("AccountCreated", None),

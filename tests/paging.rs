@@ -30,7 +30,7 @@ fn service_with_a_binding(app: &TestApp) -> String {
         &[("BindingType", "apn"), ("Address", "a")],
     )
     .expect(201);
-    app.create_credential(&[("Type", "apn")]);
+    app.create_credential_of("apn", &[]);
     service
 }
 
@@ -185,7 +185,7 @@ fn users_services_and_credentials_page_in_creation_order() {
     for i in 0..5 {
         services.push(sid(&app.create_service(&format!("s{}", i + 1))));
         users.push(sid(&app.create_user(&service, &format!("user {i}"))));
-        credentials.push(sid(&app.create_credential(&[("Type", "fcm")])));
+        credentials.push(sid(&app.create_credential_of("fcm", &[])));
     }
     let walked = |path: &str, key: &str| -> Vec<String> {
         app.walk(&format!("{path}?PageSize=2"), key)

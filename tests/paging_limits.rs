@@ -28,7 +28,7 @@ fn lists(app: &TestApp) -> Vec<(String, &'static str, u64)> {
     )
     .expect(201);
     for name in ["c1", "c2"] {
-        app.create_credential(&[("Type", "apn"), ("FriendlyName", name)]);
+        app.create_credential_of("apn", &[("FriendlyName", name)]);
     }
     vec![
         ("/v2/Services".to_owned(), "services", 100),

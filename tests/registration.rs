@@ -3,7 +3,9 @@
 
 use serde_json::{json, Value};
 
-use crate::support::{assert_error, is_twilio_date, keys, sid, spec_fields, user_path, TestApp};
+use crate::support::{
+    assert_error, is_twilio_date, keys, material, sid, spec_fields, user_path, TestApp,
+};
 
 #[test]
 fn the_first_registration_creates_the_user_and_answers_201() {
@@ -79,7 +81,7 @@ fn registering_the_same_endpoint_again_answers_200_with_the_same_sid_and_a_new_a
             ],
         )
         .expect(201);
-    let credential = sid(&app.create_credential(&[("Type", "fcm")]));
+    let credential = sid(&app.create_credential_of("fcm", &[]));
     let second = app.register_binding(
         &service,
         "alice",
@@ -255,7 +257,11 @@ fn malformed_registrations_are_refused_and_write_nothing() {
     let service = sid(&app.create_service("chat"));
     let other = app.other_account();
     let theirs = sid(&app
-        .post_as(&other, "/v2/Credentials", &[("Type", "apn")])
+        .post_as(
+            &other,
+            "/v2/Credentials",
+            &material::credential_form("apn").pairs(),
+        )
         .expect(201));
     let missing_credential = format!("CR{}", "0".repeat(32));
     let cases: &[(Form, u16, u64)] = &[
@@ -366,7 +372,7 @@ fn malformed_registrations_are_refused_and_write_nothing() {
 fn a_credential_of_the_account_and_chosen_message_types_are_kept() {
     let app = TestApp::spawn();
     let service = sid(&app.create_service("chat"));
-    let credential = sid(&app.create_credential(&[("Type", "apn"), ("Sandbox", "true")]));
+    let credential = sid(&app.create_credential_of("apn", &[("Sandbox", "true")]));
     let binding = app
         .register_binding(
             &service,

@@ -5,54 +5,94 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use bindery_daemon::seal::{self, SEALED_PREFIX};
 use bindery_daemon::Sealer;
 use bindery_domain::CredentialSecrets;
+use bindery_standin::{ApnsKey, ClientCertSpec, RsaTestKey, ServiceAccount};
 use tempfile::TempDir;
 
 use crate::support::{
-    bindery, bindery_json, command, serve_until_exit_on, sid, Credentials, TestApp, BINARY,
-    PATIENCE,
+    bindery, bindery_json, command, material, serve_until_exit_on, sid, Credentials, TestApp,
+    BINARY, PATIENCE,
 };
 
-const CERTIFICATE: &str = "-----BEGIN CERTIFICATE-----plain-certificate-body";
-const PRIVATE_KEY: &str = "-----BEGIN PRIVATE KEY-----plain-private-key-body";
-const ROTATED_KEY: &str = "-----BEGIN PRIVATE KEY-----plain-rotated-key-body";
-const API_KEY: &str = "plain-gcm-api-key-0123";
-const SECRET: &str = r#"{"project_id": "p", "private_key": "plain-fcm-service-account"}"#;
-const PLAINTEXTS: [&str; 5] = [CERTIFICATE, PRIVATE_KEY, ROTATED_KEY, API_KEY, SECRET];
-/// Distinctive parts of each plaintext, found however the text around them is encoded.
-const FRAGMENTS: [&str; 5] = [
-    "plain-certificate",
-    "plain-private-key",
-    "plain-rotated-key",
-    "plain-gcm-api-key",
-    "plain-fcm-service",
-];
+/// Real material (CONTRACT §6.2: credentials are read before they are sealed), the same for
+/// the whole run so that one test's runs can be compared.
+struct Plaintexts {
+    certificate: String,
+    certificate_key: String,
+    token_key: String,
+    rotated_key: String,
+    fcm_account: String,
+    gcm_account: String,
+}
+
+fn plaintexts() -> &'static Plaintexts {
+    static PLAINTEXTS: OnceLock<Plaintexts> = OnceLock::new();
+    PLAINTEXTS.get_or_init(|| {
+        let certificate = material::certificate(&ClientCertSpec::new("com.example.sealing"));
+        let account = |project: &str, key| {
+            ServiceAccount {
+                key,
+                ..material::service_account(project)
+            }
+            .json_string()
+        };
+        Plaintexts {
+            certificate: certificate.cert_pem,
+            certificate_key: certificate.key_traditional_pem,
+            token_key: material::apns_key().p8_pem(),
+            rotated_key: ApnsKey::generate(material::KEY_ID, material::TEAM_ID)
+                .unwrap()
+                .p8_pem(),
+            fcm_account: account("sealing-fcm", RsaTestKey::A),
+            gcm_account: account("sealing-gcm", RsaTestKey::B),
+        }
+    })
+}
+
+impl Plaintexts {
+    fn all(&self) -> [&str; 6] {
+        [
+            &self.certificate,
+            &self.certificate_key,
+            &self.token_key,
+            &self.rotated_key,
+            &self.fcm_account,
+            &self.gcm_account,
+        ]
+    }
+}
 
 fn key_file(dir: &Path) -> PathBuf {
     dir.join("secret.key")
 }
 
-/// Credentials of every kind, each private field set, and one private key rotated.
+/// Credentials of every kind (APNs with a certificate and with a token key), each private
+/// field set, and the token key rotated.
 fn create_credentials(app: &TestApp) -> Vec<String> {
-    let apn = app.create_credential(&[
+    let p = plaintexts();
+    let certificate = app.create_credential(&[
         ("Type", "apn"),
-        ("Certificate", CERTIFICATE),
-        ("PrivateKey", PRIVATE_KEY),
+        ("Certificate", &p.certificate),
+        ("PrivateKey", &p.certificate_key),
     ]);
-    let fcm = app.create_credential(&[("Type", "fcm"), ("Secret", SECRET)]);
-    let gcm = app.create_credential(&[("Type", "gcm"), ("ApiKey", API_KEY)]);
-    let path = format!("/v2/Credentials/{}", sid(&apn));
-    app.post(&path, &[("PrivateKey", ROTATED_KEY)]).expect(200);
-    vec![sid(&apn), sid(&fcm), sid(&gcm)]
+    let token = app.create_credential_of("apn", &[]);
+    let fcm = app.create_credential(&[("Type", "fcm"), ("Secret", &p.fcm_account)]);
+    let gcm = app.create_credential(&[("Type", "gcm"), ("ApiKey", &p.gcm_account)]);
+    let path = format!("/v2/Credentials/{}", sid(&token));
+    app.post(&path, &[("PrivateKey", &p.rotated_key)])
+        .expect(200);
+    vec![sid(&certificate), sid(&token), sid(&fcm), sid(&gcm)]
 }
 
 #[track_caller]
 fn assert_no_plaintext(what: &str, bytes: &[u8]) {
     let text = String::from_utf8_lossy(bytes);
-    for fragment in FRAGMENTS {
+    for plaintext in plaintexts().all() {
+        let fragment = material::secret_line(plaintext);
         assert!(!text.contains(fragment), "{fragment} in clear in {what}");
     }
 }
@@ -111,7 +151,7 @@ fn no_plaintext_in_the_database_wal_export_backup_or_server_log() {
     let exported = export(&dir);
     assert_no_plaintext("the export", &exported);
     let opened = open_export(&exported, &key_file(&dir));
-    for plaintext in PLAINTEXTS {
+    for plaintext in plaintexts().all() {
         assert!(
             opened.iter().any(|o| o == plaintext),
             "{plaintext} not sealed"
@@ -164,10 +204,11 @@ fn a_second_start_reuses_the_key_file() {
     let (again, _) = TestApp::spawn_logged(dir, &[], Some(account));
     assert_eq!(std::fs::read(key_file(&again.data_dir())).unwrap(), key);
     // Sealed by both runs, opened by the one key.
-    again.create_credential(&[("Type", "gcm"), ("ApiKey", "plain-gcm-api-key-second")]);
+    let second = material::service_account("sealing-second").json_string();
+    again.create_credential(&[("Type", "gcm"), ("ApiKey", &second)]);
     let opened = open_export(&export(&again.data_dir()), &key_file(&again.data_dir()));
-    assert!(opened.iter().any(|o| o == API_KEY));
-    assert!(opened.iter().any(|o| o == "plain-gcm-api-key-second"));
+    assert!(opened.contains(&plaintexts().gcm_account));
+    assert!(opened.contains(&second));
     again.verify();
 }
 
@@ -269,7 +310,9 @@ fn a_log_written_before_sealing_imports_verifies_and_serves() {
         .get_raw(&format!("/v2/Credentials/{LEGACY_CREDENTIAL}"))
         .expect(200);
     assert_eq!(legacy["friendly_name"], "legacy");
-    app.create_credential(&[("Type", "gcm"), ("ApiKey", API_KEY)]);
+    assert!(legacy["auth"].is_null(), "never read: {legacy}");
+    let gcm_account = &plaintexts().gcm_account;
+    app.create_credential(&[("Type", "gcm"), ("ApiKey", gcm_account)]);
 
     let exported = export(&app.data_dir());
     assert!(
@@ -286,7 +329,7 @@ fn a_log_written_before_sealing_imports_verifies_and_serves() {
     assert_no_plaintext("the new events", rest);
     assert_eq!(
         open_export(rest, &key_file(&app.data_dir())),
-        [API_KEY],
+        [gcm_account.as_str()],
         "new credentials are sealed"
     );
     app.verify();
@@ -306,8 +349,8 @@ fn storage_secret_key_file_is_honoured_by_serve_and_import_alike() {
     assert!(key.exists(), "made where the setting says");
     assert!(!key_file(&app.data_dir()).exists(), "not in the data dir");
     let exported = export(&app.data_dir());
-    // Two for the apn credential, one each for fcm and gcm, and the rotation's event holds
-    // the apn credential's whole new state: two more.
+    // Two for the certificate credential, one each for the token one, fcm and gcm, and the
+    // rotation's event holds the token credential's whole new state: one more.
     assert_eq!(open_export(&exported, &key).len(), 6);
     let file = keys.path().join("events.jsonl");
     std::fs::write(&file, &exported).unwrap();

@@ -8,10 +8,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use base64::Engine;
+use bindery_standin::ClientCertSpec;
 use serde_json::{json, Value};
 
 use crate::support::{
-    assert_error, basic, bindery, bindery_json, escape_all, form, sid, Credentials, Reply, TestApp,
+    assert_error, basic, bindery, bindery_json, escape_all, form, material, sid, Credentials,
+    Reply, TestApp,
 };
 
 const FORM: &str = "application/x-www-form-urlencoded";
@@ -36,13 +38,15 @@ struct Tenant {
 impl Tenant {
     fn new(app: &TestApp, credentials: Credentials, tag: &str) -> Tenant {
         let post = |path: &str, pairs: &[(&str, &str)]| app.post_as(&credentials, path, pairs);
+        // Certificate auth, the certificate for this account's own app.
+        let certificate = material::certificate(&ClientCertSpec::new(&format!("com.{tag}")));
         let credential = sid(&post(
             "/v2/Credentials",
             &[
                 ("Type", "apn"),
                 ("FriendlyName", &format!("{tag} credential")),
-                ("Certificate", &format!("{tag} certificate")),
-                ("PrivateKey", &format!("{tag} key")),
+                ("Certificate", &certificate.cert_pem),
+                ("PrivateKey", &certificate.key_pkcs8_pem),
             ],
         )
         .expect(201));

@@ -215,7 +215,7 @@ fn each_push_is_posted_as_json_and_counted_delivered() {
     let sender = scripted(&[]);
     let app = spawn_for(&sender);
     let service = chat_service(&app, "Team Chat");
-    let credential = sid(&app.create_credential(&[("Type", "fcm"), ("FriendlyName", "android")]));
+    let credential = sid(&app.create_credential_of("fcm", &[("FriendlyName", "android")]));
     let alice_phone = register(
         &app,
         &service,
@@ -598,7 +598,7 @@ fn a_binding_whose_credential_was_deleted_fails_without_calling_the_sender() {
     let sender = scripted(&[]);
     let app = spawn_for(&sender);
     let service = chat_service(&app, "Chat");
-    let credential = sid(&app.create_credential(&[("Type", "fcm"), ("FriendlyName", "old")]));
+    let credential = sid(&app.create_credential_of("fcm", &[("FriendlyName", "old")]));
     let orphan = register(
         &app,
         &service,

@@ -2,7 +2,8 @@
 
 1. Starts `bindery serve` on 127.0.0.1 and a random port, on a fresh temp data dir, with every
    BINDERY_* variable removed from its environment.
-2. Seeds real data through the API: push credentials, a service with users (plain and awkward
+2. Seeds real data through the API: push credentials (of the test-only material in
+   tests/fixtures, since Bindery reads what it is given), a service with users (plain and awkward
    identities) and bindings, plus resources kept apart for the DELETE operations, so that the
    generated requests reach real resources instead of 404-ing on random SIDs.
 3. Writes a schemathesis.toml whose dictionaries feed those SIDs and identities into the path
@@ -170,17 +171,31 @@ def segment(value: str) -> str:
 IDENTITIES = ["alice", "bob@example.com", "user+1@x.com", "a b", "émile", "שלום"]
 
 
+# Credentials are read when created (CONTRACT §6.2): the test-only material of tests/fixtures.
+FIXTURES = ROOT / "tests" / "fixtures"
+
+
+def fixture(name: str) -> str:
+    return (FIXTURES / name).read_text()
+
+
 def seed(app: Bindery) -> dict:
     """Creates the data the run hits; returns the dictionaries' values."""
     d = collections.defaultdict(list)
-    for kind, extra in (("apn", [("Certificate", "cert"), ("PrivateKey", "key"), ("Sandbox", "True")]),
-                        ("fcm", [("Secret", "fcm-secret")]),
-                        ("gcm", [("ApiKey", "gcm-key")])):
+    service_account = fixture("test-only-service-account.json")
+    for kind, extra in (("apn", [("Certificate", fixture("test-only-apns-certificate.pem")),
+                                 ("PrivateKey", fixture("test-only-apns-certificate-key.pem")),
+                                 ("Sandbox", "True")]),
+                        ("fcm", [("Secret", service_account)]),
+                        ("gcm", [("ApiKey", service_account)]),
+                        ("apn", [("PrivateKey", fixture("test-only-apns-token-key.p8")), ("KeyId", "KEYID12345"),
+                                 ("TeamId", "TEAMID1234"), ("Topic", "com.example.bindery.schemathesis")])):
         d["credentials"].append(app.must(201, "POST", "/v2/Credentials",
                                          [("Type", kind), ("FriendlyName", f"keep {kind}")] + extra)["sid"])
     for n in range(6):
         d["credentials_del"].append(
-            app.must(201, "POST", "/v2/Credentials", [("Type", "fcm"), ("FriendlyName", f"del {n}")])["sid"])
+            app.must(201, "POST", "/v2/Credentials", [("Type", "fcm"), ("FriendlyName", f"del {n}"),
+                                                     ("Secret", service_account)])["sid"])
 
     service = app.must(201, "POST", "/v2/Services", [("FriendlyName", "schemathesis")])["sid"]
     # Pushes go to the log transport; enabling every type lets Notify target real bindings.

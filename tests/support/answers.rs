@@ -1,12 +1,12 @@
-//! Checking answers: a body's SID and keys, the fields Twilio's spec lists, the Twilio error
-//! shape, Twilio's date format.
+//! Checking answers: a body's SID and keys, the fields Twilio's spec lists (and the served
+//! document, with Bindery's additions), the Twilio error shape, Twilio's date format.
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
 use serde_json::Value;
 
-use super::Reply;
+use super::{Reply, TestApp};
 
 /// The `sid` of a JSON body.
 #[track_caller]
@@ -32,6 +32,15 @@ pub fn spec_fields(schema: &str) -> BTreeSet<String> {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/http/openapi/twilio_chat_v2.json");
     let spec: Value = serde_json::from_slice(&std::fs::read(&path).expect("the spec")).unwrap();
     keys(&spec["components"]["schemas"][schema]["properties"])
+}
+
+impl TestApp {
+    /// The properties this server's `/openapi.json` lists for `schema`: Twilio's, with the
+    /// [EXT] fields Bindery adds (a body must show every field described, and no other).
+    pub fn served_fields(&self, schema: &str) -> BTreeSet<String> {
+        let document = self.get_raw("/openapi.json").expect(200);
+        keys(&document["components"]["schemas"][schema]["properties"])
+    }
 }
 
 /// Asserts a Twilio error body: exactly `code`, `message`, `more_info`, `status`, with these

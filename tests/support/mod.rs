@@ -8,8 +8,10 @@
 //!   `TestApp::post`, `register_binding`, `walk`…);
 //! - `raw`: requests written byte for byte on a socket (`TestApp::raw_http`, `RawReply`);
 //! - `wire`: path segments, form bodies and query strings, and the API's paths;
-//! - `answers`: checking answers (`assert_error`, `sid`, `keys`, `spec_fields`,
+//! - `answers`: checking answers (`assert_error`, `sid`, `keys`, `spec_fields`, `served_fields`,
 //!   `is_twilio_date`);
+//! - `material`: push-credential material Bindery accepts (`credential_form`,
+//!   `TestApp::create_credential_of`, `certificate`, `service_account`);
 //! - `scrape`: `/metrics` samples (`TestApp::metric`); `promql`: the metrics a PromQL
 //!   expression reads;
 //! - `cli`: the binary's one-shot commands and the data dir seen from outside (`bindery`,
@@ -22,6 +24,7 @@ mod accounts;
 mod answers;
 mod cli;
 mod client;
+pub mod material;
 pub mod promql;
 mod raw;
 mod scrape;

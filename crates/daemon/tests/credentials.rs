@@ -1,8 +1,10 @@
 //! Reading a push credential (CONTRACT §6.2): what pushes is accepted, and each fault names
 //! the field to mend, never quoting a secret.
 
-use bindery_daemon::delivery::credential::{read, Auth, CredentialInput, InvalidCredential};
-use bindery_domain::{BindingType, Timestamp};
+use bindery_daemon::delivery::credential::{
+    certificate_uid, read, CredentialInput, InvalidCredential,
+};
+use bindery_domain::{BindingType, CredentialAuth, CredentialProfile, Timestamp};
 use rcgen::{CertificateParams, DnType, KeyPair, PKCS_ECDSA_P256_SHA256, PKCS_ECDSA_P384_SHA384};
 
 const NOW: i64 = 1_800_000_000;
@@ -60,9 +62,19 @@ fn an_apns_token_key_needs_a_p256_pkcs8_key_ten_character_ids_and_a_topic() {
         ..CredentialInput::default()
     };
     let credential = read(BindingType::Apn, &good, now()).unwrap();
-    assert_eq!(credential.auth(), Auth::Token);
+    assert_eq!(credential.auth(), CredentialAuth::Token);
     assert_eq!(credential.topic(), "com.example.chat");
     assert_eq!(credential.expires(), None);
+    assert_eq!(
+        credential.profile(),
+        CredentialProfile {
+            auth: Some(CredentialAuth::Token),
+            key_id: Some("ABC123DEFG".into()),
+            team_id: Some("TEAM123456".into()),
+            topic: Some("com.example.chat".into()),
+            expires: None,
+        }
+    );
     assert!(
         !format!("{credential:?}").contains("PRIVATE"),
         "{credential:?}"
@@ -205,9 +217,23 @@ fn an_apns_certificate_must_match_its_key_be_unexpired_and_name_a_topic() {
         ..CredentialInput::default()
     };
     let credential = read(BindingType::Apn, &good, now()).unwrap();
-    assert_eq!(credential.auth(), Auth::Certificate);
+    assert_eq!(credential.auth(), CredentialAuth::Certificate);
     assert_eq!(credential.topic(), "com.example.chat", "the subject's UID");
     assert_eq!(credential.expires(), Some(Timestamp::from_unix(in_a_year)));
+    assert_eq!(
+        credential.profile(),
+        CredentialProfile {
+            auth: Some(CredentialAuth::Certificate),
+            key_id: None,
+            team_id: None,
+            topic: Some("com.example.chat".into()),
+            expires: Some(Timestamp::from_unix(in_a_year)),
+        }
+    );
+    assert_eq!(certificate_uid(&cert).as_deref(), Some("com.example.chat"));
+    let no_uid = certificate(&key, None, in_a_year);
+    assert_eq!(certificate_uid(&no_uid), None);
+    assert_eq!(certificate_uid("not a certificate"), None);
     let named = CredentialInput {
         topic: Some("com.example.other"),
         ..good
@@ -327,7 +353,7 @@ fn an_fcm_or_gcm_credential_is_a_service_account_with_an_rsa_key() {
             ..CredentialInput::default()
         };
         let credential = read(credential_type, &input, now()).unwrap();
-        assert_eq!(credential.auth(), Auth::ServiceAccount);
+        assert_eq!(credential.auth(), CredentialAuth::ServiceAccount);
         assert_eq!(credential.topic(), "chat-test");
     }
     let ec = fixture("test-only-ec-key.pkcs8.pem");
@@ -340,6 +366,13 @@ fn an_fcm_or_gcm_credential_is_a_service_account_with_an_rsa_key() {
         }
     }
     refused(fcm, CredentialInput::default(), "Secret", "required");
+    // GCM's form holds the same JSON in ApiKey, and its faults name that field.
+    refused(
+        BindingType::Gcm,
+        with("AAAA-legacy"),
+        "ApiKey",
+        "legacy server keys",
+    );
     refused(
         fcm,
         with("AAAA-legacy-server-key"),

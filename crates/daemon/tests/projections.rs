@@ -672,6 +672,14 @@ impl World {
                     secret: Some("s3cret".into()),
                     ..CredentialSecrets::default()
                 },
+                fields: ProfileFields::default(),
+                // What the daemon's reading would find; replay must keep it too.
+                profile: CredentialProfile {
+                    auth: Some(CredentialAuth::Certificate),
+                    topic: Some(format!("com.example.app{credential_type}")),
+                    expires: Some(Timestamp::from_unix(1_900_000_000)),
+                    ..CredentialProfile::default()
+                },
             },
             Step::DeleteCredential {
                 account,
@@ -1005,6 +1013,8 @@ impl Worlds {
                     friendly_name: None,
                     sandbox: None,
                     secrets: CredentialSecrets::default(),
+                    fields: ProfileFields::default(),
+                    profile: CredentialProfile::default(),
                 },
                 now,
             );

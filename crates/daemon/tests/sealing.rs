@@ -10,23 +10,85 @@ use bindery_daemon::{
     Committed, Daemon, DaemonOptions, Envelope, ImportKey, SealError, Sealer, Store, StoreError,
 };
 use bindery_domain::*;
+use bindery_standin::{ApnsKey, ClientCertSpec, RsaTestKey, ServiceAccount, TestCa};
 use tempfile::TempDir;
 
-const CERTIFICATE: &str = "-----BEGIN CERTIFICATE-----plain-certificate-body";
-const PRIVATE_KEY: &str = "-----BEGIN PRIVATE KEY-----plain-private-key-body";
-const ROTATED_KEY: &str = "-----BEGIN PRIVATE KEY-----plain-rotated-key-body";
-const API_KEY: &str = "plain-gcm-api-key";
-const SECRET: &str = "{\"private_key\": \"plain-fcm-service-account-key\"}";
-const PLAINTEXTS: [&str; 5] = [CERTIFICATE, PRIVATE_KEY, ROTATED_KEY, API_KEY, SECRET];
+/// Real material (made for this test: a stand-in CA's certificates, a fresh `.p8`, the
+/// committed RSA test key in a service account): credentials are read before they are
+/// sealed, and only what can push is accepted.
+struct Material {
+    token_key: String,
+    rotated_token_key: String,
+    certificate: String,
+    /// The same key's certificate, renewed.
+    renewed_certificate: String,
+    certificate_key: String,
+    fcm_account: String,
+    gcm_account: String,
+    _ca_dir: TempDir,
+}
 
-/// Fragments of the plaintexts that must appear nowhere at rest.
-const FRAGMENTS: [&str; 5] = [
-    "plain-certificate",
-    "plain-private-key",
-    "plain-rotated-key",
-    "plain-gcm",
-    "plain-fcm",
-];
+impl Material {
+    fn new() -> Material {
+        let ca_dir = TempDir::new().unwrap();
+        let ca = TestCa::new(ca_dir.path()).unwrap();
+        let spec = ClientCertSpec::new("com.example.sealing").rsa(RsaTestKey::A);
+        let certificate = ca.client_cert(&spec).unwrap();
+        let renewed = ca.client_cert(&spec).unwrap();
+        let account = |project: &str| {
+            ServiceAccount {
+                project_id: project.into(),
+                client_email: format!("push@{project}.iam.gserviceaccount.com"),
+                private_key_id: "0123".into(),
+                token_uri: "https://oauth2.googleapis.com/token".into(),
+                key: RsaTestKey::B,
+            }
+            .json_string()
+        };
+        let p8 = || {
+            ApnsKey::generate("KEYID12345", "TEAMID1234")
+                .unwrap()
+                .p8_pem()
+        };
+        Material {
+            token_key: p8(),
+            rotated_token_key: p8(),
+            certificate: certificate.cert_pem,
+            renewed_certificate: renewed.cert_pem,
+            certificate_key: certificate.key_traditional_pem,
+            fcm_account: account("sealing-fcm"),
+            gcm_account: account("sealing-gcm"),
+            _ca_dir: ca_dir,
+        }
+    }
+
+    fn plaintexts(&self) -> [&str; 7] {
+        [
+            &self.token_key,
+            &self.rotated_token_key,
+            &self.certificate,
+            &self.renewed_certificate,
+            &self.certificate_key,
+            &self.fcm_account,
+            &self.gcm_account,
+        ]
+    }
+}
+
+/// A line of a PEM's base64 (or of the PEM inside a service account's JSON): what must
+/// appear nowhere at rest.
+fn fragment(plaintext: &str) -> &str {
+    plaintext
+        .split(['\n', '"'])
+        .flat_map(|line| line.split("\\n"))
+        .find(|line| {
+            line.len() >= 40
+                && line
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b))
+        })
+        .unwrap_or_else(|| panic!("no base64 line in {plaintext}"))
+}
 
 async fn run(daemon: &Daemon, command: Command) -> Committed {
     daemon
@@ -35,22 +97,49 @@ async fn run(daemon: &Daemon, command: Command) -> Committed {
         .unwrap_or_else(|e| panic!("refused: {e}"))
 }
 
-fn all_secrets() -> CredentialSecrets {
-    CredentialSecrets {
-        certificate: Some(CERTIFICATE.into()),
-        private_key: Some(PRIVATE_KEY.into()),
-        api_key: Some(API_KEY.into()),
-        secret: Some(SECRET.into()),
-    }
-}
-
 fn credential_of(committed: &Committed) -> Credential {
     Credential::try_from(committed.row.clone().expect("a row")).expect("a credential")
 }
 
-/// A daemon on `dir` creates an account and a credential with every private field, then
-/// rotates its private key; returns the credential's SID.
-fn create_and_rotate(dir: &Path) -> CredentialSid {
+fn create(
+    account: AccountSid,
+    credential_type: BindingType,
+    secrets: CredentialSecrets,
+    fields: ProfileFields,
+) -> Command {
+    Command::CreateCredential {
+        account,
+        credential_type,
+        friendly_name: Some(credential_type.as_str().into()),
+        sandbox: Some(true),
+        secrets,
+        fields,
+        profile: CredentialProfile::default(),
+    }
+}
+
+fn update(account: AccountSid, credential: CredentialSid, secrets: CredentialSecrets) -> Command {
+    Command::UpdateCredential {
+        account,
+        credential,
+        friendly_name: None,
+        sandbox: None,
+        secrets,
+        fields: ProfileFields::default(),
+        profile: None,
+    }
+}
+
+/// The token and the certificate credential.
+struct Made {
+    token: CredentialSid,
+    certificate: CredentialSid,
+}
+
+/// A daemon on `dir` creates an account and a credential of each kind (every private field
+/// among them), then rotates the token credential's key and renews the certificate one's
+/// certificate.
+fn create_and_rotate(dir: &Path, material: &Material) -> Made {
     actix_rt::System::new().block_on(async {
         let daemon = Daemon::start(DaemonOptions::new(dir.to_owned())).unwrap();
         let account = run(
@@ -62,50 +151,117 @@ fn create_and_rotate(dir: &Path) -> CredentialSid {
         )
         .await;
         let account = AccountSid::parse(account.row.unwrap().sid()).unwrap();
-        let created = credential_of(
-            &run(
-                &daemon,
-                Command::CreateCredential {
-                    account,
-                    credential_type: BindingType::Apn,
-                    friendly_name: Some("ios".into()),
-                    sandbox: Some(true),
-                    secrets: all_secrets(),
+        let token_secrets = CredentialSecrets {
+            private_key: Some(material.token_key.clone()),
+            ..Default::default()
+        };
+        let certificate_secrets = CredentialSecrets {
+            certificate: Some(material.certificate.clone()),
+            private_key: Some(material.certificate_key.clone()),
+            ..Default::default()
+        };
+        let token_fields = ProfileFields {
+            key_id: Some("KEYID12345".into()),
+            team_id: Some("TEAMID1234".into()),
+            topic: Some("com.example.sealing".into()),
+        };
+        let mut made = Vec::new();
+        for (credential_type, secrets, fields) in [
+            (BindingType::Apn, token_secrets, token_fields),
+            (
+                BindingType::Apn,
+                certificate_secrets.clone(),
+                ProfileFields::default(),
+            ),
+            (
+                BindingType::Fcm,
+                CredentialSecrets {
+                    secret: Some(material.fcm_account.clone()),
+                    ..Default::default()
                 },
-            )
-            .await,
-        );
-        for (_, value) in seal::fields(&created.secrets) {
-            assert!(value.starts_with(SEALED_PREFIX), "the row holds {value}");
+                ProfileFields::default(),
+            ),
+            (
+                BindingType::Gcm,
+                CredentialSecrets {
+                    api_key: Some(material.gcm_account.clone()),
+                    ..Default::default()
+                },
+                ProfileFields::default(),
+            ),
+        ] {
+            let created = credential_of(
+                &run(
+                    &daemon,
+                    create(account, credential_type, secrets.clone(), fields),
+                )
+                .await,
+            );
+            for (_, value) in seal::fields(&created.secrets) {
+                assert!(value.starts_with(SEALED_PREFIX), "the row holds {value}");
+            }
+            assert_eq!(
+                daemon.sealer().open_secrets(&created.secrets).unwrap(),
+                secrets
+            );
+            made.push(created);
         }
-        assert_eq!(
-            daemon.sealer().open_secrets(&created.secrets).unwrap(),
-            all_secrets()
-        );
-        let updated = credential_of(
+
+        let rotated = credential_of(
             &run(
                 &daemon,
-                Command::UpdateCredential {
+                update(
                     account,
-                    credential: created.sid,
-                    friendly_name: None,
-                    sandbox: None,
-                    secrets: CredentialSecrets {
-                        private_key: Some(ROTATED_KEY.into()),
+                    made[0].sid,
+                    CredentialSecrets {
+                        private_key: Some(material.rotated_token_key.clone()),
                         ..Default::default()
                     },
-                },
+                ),
             )
             .await,
         );
-        let opened = daemon.sealer().open_secrets(&updated.secrets).unwrap();
-        assert_eq!(opened.private_key.as_deref(), Some(ROTATED_KEY));
+        let opened = daemon.sealer().open_secrets(&rotated.secrets).unwrap();
         assert_eq!(
-            updated.secrets.certificate, created.secrets.certificate,
-            "a field not given keeps its sealed value"
+            opened.private_key.as_deref(),
+            Some(material.rotated_token_key.as_str())
+        );
+        assert_eq!(
+            rotated.profile, made[0].profile,
+            "the same key id, team, topic"
+        );
+
+        let renewed = credential_of(
+            &run(
+                &daemon,
+                update(
+                    account,
+                    made[1].sid,
+                    CredentialSecrets {
+                        certificate: Some(material.renewed_certificate.clone()),
+                        ..Default::default()
+                    },
+                ),
+            )
+            .await,
+        );
+        for (_, value) in seal::fields(&renewed.secrets) {
+            assert!(value.starts_with(SEALED_PREFIX), "the row holds {value}");
+        }
+        let opened = daemon.sealer().open_secrets(&renewed.secrets).unwrap();
+        assert_eq!(
+            opened.private_key, certificate_secrets.private_key,
+            "a field not given keeps its value"
+        );
+        assert_eq!(
+            opened.certificate.as_deref(),
+            Some(material.renewed_certificate.as_str())
         );
         daemon.shutdown().await.unwrap();
-        created.sid
+        Made {
+            token: made[0].sid,
+            certificate: made[1].sid,
+        }
     })
 }
 
@@ -130,10 +286,22 @@ fn import_into(dir: &Path, export: &str) -> Result<store::ImportReport, StoreErr
         .import(&mut export.as_bytes(), &key)
 }
 
+fn credential_row(dir: &Path, sid: &CredentialSid) -> Credential {
+    match Store::open(&store::database_path(dir), &StoreOptions::default())
+        .unwrap()
+        .load_row(EntityKind::Credential, sid.as_str())
+        .unwrap()
+    {
+        Some(Row::Credential(c)) => c,
+        other => panic!("{other:?}"),
+    }
+}
+
 #[test]
 fn the_log_rows_and_export_hold_sealed_values_that_open_with_the_key_file() {
     let dir = TempDir::new().unwrap();
-    let sid = create_and_rotate(dir.path());
+    let material = Material::new();
+    let made = create_and_rotate(dir.path(), &material);
 
     let conn = store::open_reader(
         &store::database_path(dir.path()),
@@ -141,20 +309,17 @@ fn the_log_rows_and_export_hold_sealed_values_that_open_with_the_key_file() {
     )
     .unwrap();
     let mut at_rest: Vec<String> = conn
-        .prepare("SELECT data FROM events")
+        .prepare("SELECT data FROM events UNION ALL SELECT secrets FROM credentials")
         .unwrap()
         .query_map([], |r| r.get(0))
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    at_rest.push(
-        conn.query_row("SELECT secrets FROM credentials", [], |r| r.get(0))
-            .unwrap(),
-    );
     let export = export_of(dir.path());
     at_rest.push(export.clone());
     for text in &at_rest {
-        for fragment in FRAGMENTS {
+        for plaintext in material.plaintexts() {
+            let fragment = fragment(plaintext);
             assert!(!text.contains(fragment), "{fragment} in clear: {text}");
         }
     }
@@ -174,20 +339,31 @@ fn the_log_rows_and_export_hold_sealed_values_that_open_with_the_key_file() {
             }
         }
     }
-    for plaintext in PLAINTEXTS {
+    for plaintext in material.plaintexts() {
         assert!(opened.iter().any(|o| o == plaintext), "{plaintext} missing");
     }
-    let row = match Store::open(&store::database_path(dir.path()), &StoreOptions::default())
-        .unwrap()
-        .load_row(EntityKind::Credential, sid.as_str())
-        .unwrap()
-    {
-        Some(Row::Credential(c)) => c,
-        other => panic!("{other:?}"),
-    };
-    let secrets = sealer.open_secrets(&row.secrets).unwrap();
-    assert_eq!(secrets.private_key.as_deref(), Some(ROTATED_KEY));
-    assert_eq!(secrets.certificate.as_deref(), Some(CERTIFICATE));
+    let token = sealer
+        .open_secrets(&credential_row(dir.path(), &made.token).secrets)
+        .unwrap();
+    assert_eq!(
+        token.private_key.as_deref(),
+        Some(material.rotated_token_key.as_str())
+    );
+    let certificate = credential_row(dir.path(), &made.certificate);
+    assert_eq!(
+        certificate.profile.topic.as_deref(),
+        Some("com.example.sealing"),
+        "the certificate's UID"
+    );
+    let certificate = sealer.open_secrets(&certificate.secrets).unwrap();
+    assert_eq!(
+        certificate.certificate.as_deref(),
+        Some(material.renewed_certificate.as_str())
+    );
+    assert_eq!(
+        certificate.private_key.as_deref(),
+        Some(material.certificate_key.as_str())
+    );
     assert!(
         store::verify(&store::database_path(dir.path()), &StoreOptions::default())
             .unwrap()
@@ -198,10 +374,11 @@ fn the_log_rows_and_export_hold_sealed_values_that_open_with_the_key_file() {
 #[test]
 fn a_second_start_reuses_the_key_and_a_missing_one_refuses_to_start() {
     let dir = TempDir::new().unwrap();
-    create_and_rotate(dir.path());
+    let material = Material::new();
+    create_and_rotate(dir.path(), &material);
     let key = std::fs::read(key_file(dir.path())).unwrap();
     // A second start opens what the first sealed, under the same key.
-    create_and_rotate(dir.path());
+    create_and_rotate(dir.path(), &material);
     assert_eq!(std::fs::read(key_file(dir.path())).unwrap(), key);
 
     std::fs::remove_file(key_file(dir.path())).unwrap();
@@ -223,7 +400,7 @@ fn a_second_start_reuses_the_key_and_a_missing_one_refuses_to_start() {
 #[test]
 fn an_export_imports_byte_identical_under_its_key_and_is_refused_under_another() {
     let source = TempDir::new().unwrap();
-    create_and_rotate(source.path());
+    create_and_rotate(source.path(), &Material::new());
     let export = export_of(source.path());
 
     let same_key = TempDir::new().unwrap();
@@ -282,7 +459,7 @@ fn a_log_written_before_sealing_imports_verifies_and_reads() {
             other => panic!("{other:?}"),
         };
         let opened = daemon.sealer().open_secrets(&credential.secrets).unwrap();
-        assert_eq!(opened.api_key.as_deref(), Some(API_KEY));
+        assert_eq!(opened.api_key.as_deref(), Some("plain-gcm-api-key"));
         daemon.shutdown().await.unwrap();
     });
     assert!(key_file(dir.path()).exists());

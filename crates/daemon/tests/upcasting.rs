@@ -1,6 +1,7 @@
 //! An export written before registrations had an endpoint and message types (`BindingRegistered`
 //! v1) still imports, reads as the current shape, and exports unchanged: the log is never
-//! rewritten, only upcast as it is read. Events this Bindery cannot read are refused whole.
+//! rewritten, only upcast as it is read. Events this Bindery cannot read are refused whole. A
+//! credential from before profiles (v1) reads with none, and its database migrates.
 
 use std::path::{Path, PathBuf};
 
@@ -244,4 +245,44 @@ fn a_second_creation_of_a_stream_refuses_the_whole_import() {
         message.contains("starts with its one creation event"),
         "{message}"
     );
+}
+
+/// A v1 credential (written before credentials were read on the way in: no profile).
+const V1_CREDENTIAL: &str = r#"{"position":5,"stream":"CR018876d524600c4d8e2f6a1b3c5d7ea1","stream_version":1,"type":"CredentialCreated","schema_version":1,"data":{"credential_type":"fcm","friendly_name":"android","sandbox":null,"secrets":{"certificate":null,"private_key":null,"api_key":null,"secret":"legacy-server-key"}},"recorded_at":"2023-06-01T12:02:00Z","account_sid":"AC018876d43a003f9a1c0e5b7d2468ace1","service_sid":null,"request_id":null}"#;
+
+#[test]
+fn a_v1_credential_reads_with_an_unknown_profile_and_a_database_from_before_profiles_migrates() {
+    let dir = TempDir::new().unwrap();
+    let path = store::database_path(dir.path());
+    let export = FIXTURE.to_owned() + V1_CREDENTIAL + "\n";
+    {
+        let mut store = Store::open(&path, &StoreOptions::default()).unwrap();
+        let key = ImportKey::load(&bindery_daemon::seal::default_key_file(dir.path())).unwrap();
+        store.import(&mut export.as_bytes(), &key).unwrap();
+        let credential = match store
+            .load_row(EntityKind::Credential, "CR018876d524600c4d8e2f6a1b3c5d7ea1")
+            .unwrap()
+        {
+            Some(Row::Credential(c)) => c,
+            other => panic!("{other:?}"),
+        };
+        assert!(credential.profile.is_unknown(), "{:?}", credential.profile);
+    }
+    // The same database as the Bindery before profiles left it: no profile column, six
+    // migrations. Opening it again migrates, and the migrated rows equal the log's replay.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch("ALTER TABLE credentials DROP COLUMN profile; PRAGMA user_version = 6;")
+        .unwrap();
+    drop(conn);
+    drop(Store::open(&path, &StoreOptions::default()).unwrap());
+    let (version, profile): (i64, String) = reader(&path)
+        .query_row(
+            "SELECT (SELECT user_version FROM pragma_user_version), profile FROM credentials",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((version, profile.as_str()), (7, "{}"));
+    let differences = store::verify(&path, &StoreOptions::default()).unwrap();
+    assert!(differences.is_empty(), "{differences:#?}");
 }

@@ -2,7 +2,7 @@
 //! (their types cannot hold bad input); what depends on the registry's state is decided in
 //! [`crate::decide`].
 
-use crate::entities::{CredentialSecrets, SettingsPatch};
+use crate::entities::{CredentialProfile, CredentialSecrets, SettingsPatch};
 use crate::events::BindingRemoval;
 use crate::ids::*;
 use crate::values::*;
@@ -60,20 +60,32 @@ pub enum Command {
         account: AccountSid,
         service: ServiceSid,
     },
+    /// The daemon reads `secrets` and `fields` (CONTRACT §6.2) and sets `profile` to what it
+    /// found before the command is decided.
     CreateCredential {
         account: AccountSid,
         credential_type: BindingType,
         friendly_name: Option<String>,
         sandbox: Option<bool>,
         secrets: CredentialSecrets,
+        fields: ProfileFields,
+        profile: CredentialProfile,
     },
     /// Fields given as `Some` replace the stored ones; the type never changes.
+    ///
+    /// An update that names a secret or one of `fields` changes what the credential pushes
+    /// with: the daemon reads the credential it makes as a whole, then sets `secrets` to all of
+    /// its private fields and `profile` to what it found, and both replace the stored ones (so
+    /// a switch of auth drops what the old one used). Without a `profile`, the secrets given
+    /// replace the stored ones field by field and the stored profile is kept.
     UpdateCredential {
         account: AccountSid,
         credential: CredentialSid,
         friendly_name: Option<String>,
         sandbox: Option<bool>,
         secrets: CredentialSecrets,
+        fields: ProfileFields,
+        profile: Option<CredentialProfile>,
     },
     DeleteCredential {
         account: AccountSid,
@@ -126,6 +138,24 @@ pub enum Command {
         older_than: Timestamp,
         limit: u32,
     },
+}
+
+/// The [EXT] fields a credential's form gives beside its secrets (CONTRACT §6.2), as given;
+/// read with the secrets into a [`CredentialProfile`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProfileFields {
+    /// APNs token auth: the signing key's id.
+    pub key_id: Option<String>,
+    /// APNs token auth: the team's id.
+    pub team_id: Option<String>,
+    /// The app's bundle id (APNs).
+    pub topic: Option<String>,
+}
+
+impl ProfileFields {
+    pub fn is_empty(&self) -> bool {
+        *self == ProfileFields::default()
+    }
 }
 
 /// Registers a device for a user: an upsert on (user, endpoint, binding type).

@@ -132,14 +132,32 @@ pub fn decide<S: State>(state: &S, ids: &mut impl NewSids, command: &Command) ->
             friendly_name,
             sandbox,
             secrets,
-        } => d.create_credential(account, *credential_type, friendly_name, *sandbox, secrets),
+            fields: _,
+            profile,
+        } => d.create_credential(
+            account,
+            *credential_type,
+            friendly_name,
+            *sandbox,
+            secrets,
+            profile,
+        ),
         Command::UpdateCredential {
             account,
             credential,
             friendly_name,
             sandbox,
             secrets,
-        } => d.update_credential(account, credential, friendly_name, *sandbox, secrets),
+            fields: _,
+            profile,
+        } => d.update_credential(
+            account,
+            credential,
+            friendly_name,
+            *sandbox,
+            secrets,
+            profile.as_ref(),
+        ),
         Command::DeleteCredential {
             account,
             credential,
@@ -385,6 +403,7 @@ impl<S: State, I: NewSids> Decider<'_, S, I> {
         friendly_name: &Option<String>,
         sandbox: Option<bool>,
         secrets: &CredentialSecrets,
+        profile: &CredentialProfile,
     ) -> Decided<S::Error> {
         self.account(account)?;
         let sid: CredentialSid = self.ids.new_sid();
@@ -398,13 +417,15 @@ impl<S: State, I: NewSids> Decider<'_, S, I> {
                     friendly_name: friendly_name.clone(),
                     sandbox,
                     secrets: secrets.clone(),
+                    profile: profile.clone(),
                 },
             ),
             true,
         ))
     }
 
-    /// Fields given replace the stored ones; the others are kept.
+    /// Fields given replace the stored ones; the others are kept. With a `profile`, the
+    /// secrets are the credential's whole new set (see [`Command::UpdateCredential`]).
     fn update_credential(
         &self,
         account: &AccountSid,
@@ -412,9 +433,22 @@ impl<S: State, I: NewSids> Decider<'_, S, I> {
         friendly_name: &Option<String>,
         sandbox: Option<bool>,
         secrets: &CredentialSecrets,
+        profile: Option<&CredentialProfile>,
     ) -> Decided<S::Error> {
         let current = self.credential(account, credential)?;
         let keep = |new: &Option<String>, old: &Option<String>| new.clone().or(old.clone());
+        let (secrets, profile) = match profile {
+            Some(profile) => (secrets.clone(), profile.clone()),
+            None => (
+                CredentialSecrets {
+                    certificate: keep(&secrets.certificate, &current.secrets.certificate),
+                    private_key: keep(&secrets.private_key, &current.secrets.private_key),
+                    api_key: keep(&secrets.api_key, &current.secrets.api_key),
+                    secret: keep(&secrets.secret, &current.secrets.secret),
+                },
+                current.profile,
+            ),
+        };
         Ok(single(
             pending(
                 *credential,
@@ -423,12 +457,8 @@ impl<S: State, I: NewSids> Decider<'_, S, I> {
                 Event::CredentialUpdated {
                     friendly_name: keep(friendly_name, &current.friendly_name),
                     sandbox: sandbox.or(current.sandbox),
-                    secrets: CredentialSecrets {
-                        certificate: keep(&secrets.certificate, &current.secrets.certificate),
-                        private_key: keep(&secrets.private_key, &current.secrets.private_key),
-                        api_key: keep(&secrets.api_key, &current.secrets.api_key),
-                        secret: keep(&secrets.secret, &current.secrets.secret),
-                    },
+                    secrets,
+                    profile,
                 },
             ),
             false,

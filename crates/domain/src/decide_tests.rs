@@ -335,6 +335,12 @@ fn a_credential_update_keeps_the_fields_it_does_not_name() {
             secret: Some("server key".into()),
             ..CredentialSecrets::default()
         },
+        fields: ProfileFields::default(),
+        profile: CredentialProfile {
+            auth: Some(CredentialAuth::ServiceAccount),
+            topic: Some("chat-project".into()),
+            ..CredentialProfile::default()
+        },
     }]);
     let credential = w
         .state
@@ -354,6 +360,8 @@ fn a_credential_update_keeps_the_fields_it_does_not_name() {
             api_key: Some("new key".into()),
             ..CredentialSecrets::default()
         },
+        fields: ProfileFields::default(),
+        profile: None,
     })
     .then_expect_events(&[Event::CredentialUpdated {
         friendly_name: Some("android".into()),
@@ -363,6 +371,73 @@ fn a_credential_update_keeps_the_fields_it_does_not_name() {
             secret: Some("server key".into()),
             ..CredentialSecrets::default()
         },
+        profile: CredentialProfile {
+            auth: Some(CredentialAuth::ServiceAccount),
+            topic: Some("chat-project".into()),
+            ..CredentialProfile::default()
+        },
+    }]);
+}
+
+#[test]
+fn a_credential_update_with_a_profile_replaces_the_secrets_and_the_profile_whole() {
+    let mut w = given(&[|w| Command::CreateCredential {
+        account: w.account,
+        credential_type: BindingType::Apn,
+        friendly_name: Some("ios".into()),
+        sandbox: None,
+        secrets: CredentialSecrets {
+            certificate: Some("certificate".into()),
+            private_key: Some("certificate's key".into()),
+            ..CredentialSecrets::default()
+        },
+        fields: ProfileFields::default(),
+        profile: CredentialProfile {
+            auth: Some(CredentialAuth::Certificate),
+            topic: Some("com.example.chat".into()),
+            expires: Some(Timestamp::from_unix(1_900_000_000)),
+            ..CredentialProfile::default()
+        },
+    }]);
+    let credential = w
+        .state
+        .rows
+        .values()
+        .find_map(|row| match row {
+            Row::Credential(c) => Some(c.sid),
+            _ => None,
+        })
+        .unwrap();
+    // A switch to token auth: the certificate is gone.
+    let token = CredentialProfile {
+        auth: Some(CredentialAuth::Token),
+        key_id: Some("ABC123DEFG".into()),
+        team_id: Some("TEAM123456".into()),
+        topic: Some("com.example.chat".into()),
+        expires: None,
+    };
+    let p8 = CredentialSecrets {
+        private_key: Some(".p8 key".into()),
+        ..CredentialSecrets::default()
+    };
+    w.when(Command::UpdateCredential {
+        account: w.account,
+        credential,
+        friendly_name: None,
+        sandbox: Some(true),
+        secrets: p8.clone(),
+        fields: ProfileFields {
+            key_id: Some("ABC123DEFG".into()),
+            team_id: Some("TEAM123456".into()),
+            topic: None,
+        },
+        profile: Some(token.clone()),
+    })
+    .then_expect_events(&[Event::CredentialUpdated {
+        friendly_name: Some("ios".into()),
+        sandbox: Some(true),
+        secrets: p8,
+        profile: token,
     }]);
 }
 

@@ -217,15 +217,57 @@ mod secrets_tests {
     }
 }
 
-/// What a credential pushes as, read from its secrets when it was created or updated.
+/// How a credential signs in to its provider (CONTRACT §6.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialAuth {
+    /// APNs token auth: JWTs signed with the team's `.p8` key.
+    Token,
+    /// APNs certificate auth: a client certificate.
+    Certificate,
+    /// FCM HTTP v1: a Firebase service account.
+    ServiceAccount,
+}
+
+impl CredentialAuth {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CredentialAuth::Token => "token",
+            CredentialAuth::Certificate => "certificate",
+            CredentialAuth::ServiceAccount => "service_account",
+        }
+    }
+}
+
+/// What reading a credential's secrets found (CONTRACT §6.2): how it signs in and what for.
+/// Nothing here is secret (APNs sends the key id in clear), so it is kept unsealed, shown in
+/// history and the change feed, and partly in the body. Every field is unset for a credential
+/// stored before credentials were read on the way in.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CredentialProfile {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth: Option<CredentialAuth>,
+    /// APNs token auth: the signing key's id (the JWT's `kid`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
+    /// APNs token auth: the team the key belongs to (the JWT's `iss`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub team_id: Option<String>,
+    /// The app the pushes are for: the APNs topic (the given `Topic`, else the certificate's
+    /// subject UID), or the Firebase project id.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub topic: Option<String>,
-    /// A certificate's notAfter.
+    /// When a certificate stops working (its notAfter).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub expires: Option<Timestamp>,
+}
+
+impl CredentialProfile {
+    /// Whether nothing is known (a credential stored before profiles existed).
+    pub fn is_unknown(&self) -> bool {
+        *self == CredentialProfile::default()
+    }
 }
 
 /// A push credential. Its secrets are kept so that a sender can use them; they are never
@@ -358,6 +400,19 @@ mod tests {
         assert_eq!(merged.typing_indicator_timeout, 9);
         assert_eq!(merged.consumption_report_interval, 10);
         assert!(!merged.notifications.added_to_channel.enabled);
+    }
+
+    #[test]
+    fn an_unknown_profile_is_an_empty_object_and_auth_is_snake_case() {
+        assert_eq!(
+            serde_json::to_string(&CredentialProfile::default()).unwrap(),
+            "{}"
+        );
+        let profile: CredentialProfile =
+            serde_json::from_str(r#"{"auth": "service_account", "topic": "chat"}"#).unwrap();
+        assert_eq!(profile.auth, Some(CredentialAuth::ServiceAccount));
+        assert_eq!(CredentialAuth::ServiceAccount.as_str(), "service_account");
+        assert!(serde_json::from_str::<CredentialProfile>(r#"{"colour": "red"}"#).is_err());
     }
 
     #[test]

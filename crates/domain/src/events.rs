@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::entities::{CredentialSecrets, EntityKind, ServiceSettings};
+use crate::entities::{CredentialProfile, CredentialSecrets, EntityKind, ServiceSettings};
 use crate::ids::*;
 use crate::values::*;
 
@@ -73,11 +73,17 @@ pub enum Event {
         friendly_name: Option<String>,
         sandbox: Option<bool>,
         secrets: CredentialSecrets,
+        /// Left out while unknown, as version 1 (written before credentials were read) has it.
+        #[serde(default, skip_serializing_if = "CredentialProfile::is_unknown")]
+        profile: CredentialProfile,
     },
+    /// The whole new state, not a diff, as for a service.
     CredentialUpdated {
         friendly_name: Option<String>,
         sandbox: Option<bool>,
         secrets: CredentialSecrets,
+        #[serde(default, skip_serializing_if = "CredentialProfile::is_unknown")]
+        profile: CredentialProfile,
     },
     CredentialDeleted {},
     UserCreated {
@@ -264,11 +270,11 @@ impl Event {
 /// The current schema version of each event type; bump it with an upcaster below.
 fn current_version(type_name: &str) -> Option<u32> {
     Some(match type_name {
-        "BindingRegistered" => 2,
+        "BindingRegistered" | "CredentialCreated" | "CredentialUpdated" => 2,
         "AccountCreated" | "ApiKeyCreated" | "ApiKeyRevoked" | "ServiceCreated"
-        | "ServiceUpdated" | "ServiceDeleted" | "CredentialCreated" | "CredentialUpdated"
-        | "CredentialDeleted" | "UserCreated" | "UserUpdated" | "UserDeleted"
-        | "BindingUpdated" | "BindingSuperseded" | "BindingDeleted" => 1,
+        | "ServiceUpdated" | "ServiceDeleted" | "CredentialDeleted" | "UserCreated"
+        | "UserUpdated" | "UserDeleted" | "BindingUpdated" | "BindingSuperseded"
+        | "BindingDeleted" => 1,
         _ => return None,
     })
 }
@@ -310,6 +316,13 @@ fn upcast(type_name: &str, from: u32, mut data: Value) -> Result<Value, DecodeEr
                 "message_types".into(),
                 serde_json::to_value(MessageTypes::all()).unwrap(),
             );
+            Ok(data)
+        }
+        // v1 credentials were stored without being read: their profile is unknown (the
+        // field's default) until an update reads them. Version 2 exists so that a Bindery
+        // that knows no profile refuses these events instead of dropping it.
+        ("CredentialCreated" | "CredentialUpdated", 1) => {
+            data.as_object().ok_or_else(|| bad("not an object"))?;
             Ok(data)
         }
         _ => Err(no_upcaster()),
@@ -356,6 +369,46 @@ mod tests {
         .unwrap();
         assert_eq!(decoded, event);
         assert_eq!(Event::ApiKeyRevoked {}.encode_data(), "{}");
+    }
+
+    #[test]
+    fn a_v1_credential_reads_with_an_unknown_profile_and_a_known_one_round_trips() {
+        let v1 = r#"{"credential_type":"apn","friendly_name":null,"sandbox":true,
+                     "secrets":{"certificate":"sealed:v1:AAAA"}}"#;
+        let Event::CredentialCreated { profile, .. } =
+            Event::decode("CredentialCreated", 1, v1).unwrap()
+        else {
+            panic!("not a credential")
+        };
+        assert!(profile.is_unknown());
+
+        let event = Event::CredentialUpdated {
+            friendly_name: None,
+            sandbox: None,
+            secrets: CredentialSecrets::default(),
+            profile: CredentialProfile {
+                auth: Some(crate::CredentialAuth::Certificate),
+                topic: Some("com.example.chat".into()),
+                expires: Some(Timestamp::from_unix(1_900_000_000)),
+                ..CredentialProfile::default()
+            },
+        };
+        let data = event.encode_data();
+        let stored: Value = serde_json::from_str(&data).unwrap();
+        assert_eq!(
+            stored["profile"],
+            json!({"auth": "certificate", "topic": "com.example.chat", "expires": 1_900_000_000}),
+            "{data}"
+        );
+        assert_eq!(Event::decode("CredentialUpdated", 2, &data), Ok(event));
+        // Unknown, it is left out: the data is what version 1 wrote.
+        let unknown = Event::CredentialUpdated {
+            friendly_name: None,
+            sandbox: None,
+            secrets: CredentialSecrets::default(),
+            profile: CredentialProfile::default(),
+        };
+        assert!(!unknown.encode_data().contains("profile"));
     }
 
     #[test]

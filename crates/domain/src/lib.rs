@@ -17,7 +17,7 @@ pub mod values;
 #[cfg(test)]
 mod decide_tests;
 
-pub use commands::{Command, RegisterBinding, UserRef};
+pub use commands::{Command, ProfileFields, RegisterBinding, UserRef};
 pub use decide::{decide, Decided, Decision, DomainError, NewSids, Refusal, State};
 pub use entities::*;
 pub use events::{BindingRemoval, DecodeError, Event, PendingEvent, RecordedEvent, UserRemoval};

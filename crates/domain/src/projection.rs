@@ -108,6 +108,7 @@ pub fn project(
                 friendly_name,
                 sandbox,
                 secrets,
+                profile,
             },
             None,
         ) => Some(Row::Credential(Credential {
@@ -117,7 +118,7 @@ pub fn project(
             credential_type: *credential_type,
             sandbox: *sandbox,
             secrets: secrets.clone(),
-            profile: Default::default(),
+            profile: profile.clone(),
             date_created: at,
             date_updated: at,
         })),
@@ -126,12 +127,14 @@ pub fn project(
                 friendly_name,
                 sandbox,
                 secrets,
+                profile,
             },
             Some(Row::Credential(credential)),
         ) => Some(Row::Credential(Credential {
             friendly_name: friendly_name.clone(),
             sandbox: *sandbox,
             secrets: secrets.clone(),
+            profile: profile.clone(),
             date_updated: at,
             ..credential
         })),

@@ -4,7 +4,8 @@
 //! The log is read back by `Event::decode(type, schema_version, data)` at every start-up,
 //! rebuild, verify and import, so whatever a damaged or hand-edited log holds must be answered
 //! with a `DecodeError`, never a panic; and every event Bindery writes must read back as itself
-//! (at its current version, and a BindingRegistered also from its version-1 shape).
+//! (at its current version, and a BindingRegistered or a credential's event also from its
+//! version-1 shape).
 
 use bindery_domain::*;
 use proptest::prelude::*;
@@ -242,6 +243,31 @@ fn secrets() -> impl Strategy<Value = CredentialSecrets> {
         )
 }
 
+fn profile() -> impl Strategy<Value = CredentialProfile> {
+    (
+        prop::option::of(prop::sample::select(
+            &[
+                CredentialAuth::Token,
+                CredentialAuth::Certificate,
+                CredentialAuth::ServiceAccount,
+            ][..],
+        )),
+        prop::option::of(text()),
+        prop::option::of(text()),
+        prop::option::of(text()),
+        prop::option::of(any::<i64>().prop_map(Timestamp::from_unix)),
+    )
+        .prop_map(
+            |(auth, key_id, team_id, topic, expires)| CredentialProfile {
+                auth,
+                key_id,
+                team_id,
+                topic,
+                expires,
+            },
+        )
+}
+
 fn binding_removal() -> impl Strategy<Value = BindingRemoval> {
     prop::sample::select(
         &[
@@ -281,28 +307,34 @@ fn event() -> impl Strategy<Value = Event> {
             binding_type(),
             prop::option::of(text()),
             prop::option::of(any::<bool>()),
-            secrets()
+            secrets(),
+            profile()
         )
-            .prop_map(|(credential_type, friendly_name, sandbox, secrets)| {
-                Event::CredentialCreated {
-                    credential_type,
-                    friendly_name,
-                    sandbox,
-                    secrets,
+            .prop_map(
+                |(credential_type, friendly_name, sandbox, secrets, profile)| {
+                    Event::CredentialCreated {
+                        credential_type,
+                        friendly_name,
+                        sandbox,
+                        secrets,
+                        profile,
+                    }
                 }
-            }),
+            ),
         (
             prop::option::of(text()),
             prop::option::of(any::<bool>()),
-            secrets()
+            secrets(),
+            profile()
         )
-            .prop_map(
-                |(friendly_name, sandbox, secrets)| Event::CredentialUpdated {
+            .prop_map(|(friendly_name, sandbox, secrets, profile)| {
+                Event::CredentialUpdated {
                     friendly_name,
                     sandbox,
                     secrets,
+                    profile,
                 }
-            ),
+            }),
         Just(Event::CredentialDeleted {}),
         (
             identity(),
@@ -443,6 +475,12 @@ fn json_value() -> impl Strategy<Value = Value> {
                 "auth_token_hash",
                 "secret_hash",
                 "secrets",
+                "profile",
+                "auth",
+                "key_id",
+                "team_id",
+                "topic",
+                "expires",
                 "sandbox",
                 "credential_type",
                 "notifications",
@@ -623,6 +661,23 @@ proptest! {
         data.remove(field);
         let result = Event::decode("BindingRegistered", 1, &Value::Object(data).to_string());
         prop_assert!(matches!(result, Err(DecodeError::BadData { .. })), "without {}: {:?}", field, result);
+    }
+
+    /// A version-1 credential event (no profile) reads back as itself with an unknown profile.
+    #[test]
+    fn version_one_credentials_upcast(event in event()) {
+        let mut unknown = event.clone();
+        match &mut unknown {
+            Event::CredentialCreated { profile, .. } | Event::CredentialUpdated { profile, .. } => {
+                *profile = CredentialProfile::default();
+            }
+            _ => return Ok(()),
+        }
+        let mut data: serde_json::Map<String, Value> =
+            serde_json::from_str(&event.encode_data()).expect("an object");
+        data.remove("profile");
+        let decoded = Event::decode(event.type_name(), 1, &Value::Object(data).to_string());
+        prop_assert_eq!(decoded, Ok(unknown));
     }
 
     /// Arbitrary type names, versions and data never make the decoder panic.

@@ -1,5 +1,6 @@
 //! Push credentials: `/v2/Credentials[/{Sid}]`, account-scoped. Their secrets are stored for
-//! senders and never returned.
+//! senders and never returned; the body shows what reading them found ([EXT] `auth`, `topic`,
+//! `expires`, CONTRACT §6.2), and the daemon refuses what cannot push.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -14,7 +15,9 @@ use crate::paging::{envelope, Paging};
 const MAX_PAGE_SIZE: usize = 1000;
 const FRIENDLY_NAME_MAX_CHARS: usize = 64;
 
-pub fn render(credential: &Credential, origin: &str) -> Value {
+/// `healthy` is whether it pushes now (CONTRACT §6.4); a credential just created or updated
+/// is, as an update clears what was held against it.
+pub fn render(credential: &Credential, origin: &str, healthy: bool) -> Value {
     json!({
         "sid": credential.sid,
         "account_sid": credential.account_sid,
@@ -25,6 +28,12 @@ pub fn render(credential: &Credential, origin: &str) -> Value {
         "date_created": credential.date_created.to_string(),
         "date_updated": credential.date_updated.to_string(),
         "url": format!("{origin}/v2/Credentials/{}", credential.sid),
+        // [EXT] What the credential pushes with; null for one stored before it was read. The
+        // key and team ids stay out, like the secrets they go with.
+        "auth": credential.profile.auth.map(CredentialAuth::as_str),
+        "topic": credential.profile.topic,
+        "expires": credential.profile.expires.map(|at| at.to_string()),
+        "healthy": healthy,
     })
 }
 
@@ -32,6 +41,8 @@ struct CredentialFields {
     friendly_name: Option<String>,
     sandbox: Option<bool>,
     secrets: CredentialSecrets,
+    /// [EXT] `KeyId`, `TeamId`, `Topic`.
+    profile_fields: ProfileFields,
 }
 
 fn credential_fields(form: &Params) -> Result<CredentialFields, ApiError> {
@@ -52,6 +63,12 @@ fn credential_fields(form: &Params) -> Result<CredentialFields, ApiError> {
             api_key: form.string("ApiKey")?,
             secret: form.string("Secret")?,
         },
+        // Checked with the secrets, by the daemon, which names the field it refuses.
+        profile_fields: ProfileFields {
+            key_id: form.string("KeyId")?,
+            team_id: form.string("TeamId")?,
+            topic: form.string("Topic")?,
+        },
     })
 }
 
@@ -66,7 +83,7 @@ pub(crate) async fn list(api: Api, request: HttpRequest) -> Result<HttpResponse,
         &paging,
         &page,
         |c| c.sid.to_string(),
-        |c| render(c, &api.origin),
+        |c| render(c, &api.origin, api.daemon.credential_healthy(&c.sid)),
     );
     Ok(HttpResponse::Ok().json(body))
 }
@@ -88,12 +105,14 @@ pub(crate) async fn create(api: Api, FormBody(form): FormBody) -> Result<HttpRes
         friendly_name: fields.friendly_name,
         sandbox: fields.sandbox,
         secrets: fields.secrets,
+        fields: fields.profile_fields,
+        profile: CredentialProfile::default(),
     };
     let origin = api.origin.clone();
     api.commit(command, move |c| {
         Ok((
             StatusCode::CREATED,
-            render(&subject::<Credential>(c)?, &origin),
+            render(&subject::<Credential>(c)?, &origin, true),
         ))
     })
     .await
@@ -103,7 +122,8 @@ pub(crate) async fn fetch(api: Api, path: web::Path<String>) -> Result<HttpRespo
     let sid: CredentialSid = path_sid(&path)?;
     let credential = api.read(move |view, account| view.credential(account, &sid))?;
     let credential = found(credential, DomainError::CredentialNotFound(sid))?;
-    Ok(HttpResponse::Ok().json(render(&credential, &api.origin)))
+    let healthy = api.daemon.credential_healthy(&credential.sid);
+    Ok(HttpResponse::Ok().json(render(&credential, &api.origin, healthy)))
 }
 
 pub(crate) async fn update(
@@ -119,10 +139,15 @@ pub(crate) async fn update(
         friendly_name: fields.friendly_name,
         sandbox: fields.sandbox,
         secrets: fields.secrets,
+        fields: fields.profile_fields,
+        profile: None,
     };
     let origin = api.origin.clone();
     api.commit(command, move |c| {
-        Ok((StatusCode::OK, render(&subject::<Credential>(c)?, &origin)))
+        Ok((
+            StatusCode::OK,
+            render(&subject::<Credential>(c)?, &origin, true),
+        ))
     })
     .await
 }

@@ -251,6 +251,8 @@ impl From<WriteError> for ApiError {
     fn from(error: WriteError) -> Self {
         match error.clone() {
             WriteError::Refused(e) => e.into(),
+            // Names the form field and why; never its value.
+            WriteError::InvalidCredential(e) => Self::bad_parameter(e.to_string()),
             WriteError::KeyReused(_) => {
                 Self::new(ErrorKind::IdempotencyKeyReused, error.to_string())
             }

@@ -3,6 +3,10 @@
 //! (`openapi/twilio_chat_v2.json`, the Twilio routes) or from `openapi/extensions.json`
 //! (Bindery's own); a served route with neither fails the test that builds the document, so
 //! the document cannot drift from the code. Both files live in this crate, which embeds them.
+//!
+//! Where both describe the same operation or component (an [EXT] field of a Twilio route, such
+//! as a credential's `Topic` and `auth`), the extension is merged into Twilio's: objects key by
+//! key, anything else replaced. So the extensions file holds only what Bindery adds.
 
 use serde_json::{json, Map, Value};
 
@@ -16,17 +20,24 @@ pub fn document(served: &[(String, String)]) -> Result<Value, String> {
     let mut paths = Map::new();
     for (method, path) in served {
         let method = method.to_ascii_lowercase();
-        let operation = [&extensions, &twilio]
-            .into_iter()
-            .find_map(|doc| doc["paths"][path.as_str()].get(&method))
-            .ok_or_else(|| {
-                format!(
+        let [added, twilios] =
+            [&extensions, &twilio].map(|doc| doc["paths"][path.as_str()].get(&method));
+        let operation = match (twilios, added) {
+            (Some(twilios), Some(added)) => {
+                let mut operation = twilios.clone();
+                merge(&mut operation, added);
+                operation
+            }
+            (Some(only), None) | (None, Some(only)) => only.clone(),
+            (None, None) => {
+                return Err(format!(
                     "{} {path} is served but not described",
                     method.to_uppercase()
-                )
-            })?;
+                ))
+            }
+        };
         let item = paths.entry(path.clone()).or_insert_with(|| json!({}));
-        item[&method] = operation.clone();
+        item[&method] = operation;
     }
     let mut components = twilio["components"].clone();
     for (section, entries) in extensions["components"].as_object().into_iter().flatten() {
@@ -36,7 +47,10 @@ pub fn document(served: &[(String, String)]) -> Result<Value, String> {
             .entry(section.clone())
             .or_insert_with(|| json!({}));
         for (name, value) in entries.as_object().into_iter().flatten() {
-            target[name] = value.clone();
+            match target.get_mut(name) {
+                Some(twilios) => merge(twilios, value),
+                None => target[name] = value.clone(),
+            }
         }
     }
     Ok(json!({
@@ -53,4 +67,43 @@ pub fn document(served: &[(String, String)]) -> Result<Value, String> {
         "paths": paths,
         "components": components,
     }))
+}
+
+/// `added` merged into `target`: objects key by key, anything else (arrays included) replaced.
+fn merge(target: &mut Value, added: &Value) {
+    match (target, added) {
+        (Value::Object(target), Value::Object(added)) => {
+            for (key, value) in added {
+                match target.get_mut(key) {
+                    Some(existing) => merge(existing, value),
+                    None => {
+                        target.insert(key.clone(), value.clone());
+                    }
+                }
+            }
+        }
+        (target, added) => *target = added.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_extension_of_a_twilio_operation_adds_to_it() {
+        let mut twilios = json!({"summary": "Twilio's", "parameters": [1],
+            "requestBody": {"schema": {"properties": {"Type": {"type": "string"}}}}});
+        merge(
+            &mut twilios,
+            &json!({"parameters": [2],
+                "requestBody": {"schema": {"properties": {"Topic": {"maxLength": 255}}}}}),
+        );
+        assert_eq!(
+            twilios,
+            json!({"summary": "Twilio's", "parameters": [2],
+                "requestBody": {"schema": {"properties": {
+                    "Type": {"type": "string"}, "Topic": {"maxLength": 255}}}}})
+        );
+    }
 }

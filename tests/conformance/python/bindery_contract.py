@@ -14,7 +14,9 @@ crates/http/openapi/twilio_chat_v2.json, read with the rules of shared/CONTRACT.
 
 A few facts the spec leaves open but CONTRACT.md fixes (the shape of a Service's `notifications`,
 the names under `links`) are added as overlays, and the [EXT] device registration
-(`POST .../Users/{UserSid}/Bindings`, 201 or 200) answers the User Binding body.
+(`POST .../Users/{UserSid}/Bindings`, 201 or 200) answers the User Binding body. The [EXT] fields
+Bindery adds to Twilio's bodies (a credential's `auth`, `topic`, `expires`) are read from
+crates/http/openapi/extensions.json and merged in as `/openapi.json` merges them.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from urllib.parse import urlsplit
 import jsonschema
 
 SPEC_PATH = Path(__file__).resolve().parents[3] / "crates" / "http" / "openapi" / "twilio_chat_v2.json"
+EXTENSIONS_PATH = SPEC_PATH.with_name("extensions.json")
 
 DATE_TIME_RE = r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]Z$"
 URI_RE = r"^https?://[^\s/?#]+(/[^\s]*)?$"
@@ -46,6 +49,26 @@ EXTENSIONS: Dict[Tuple[str, str], Dict[str, Any]] = {
         "200": USER_BINDING_REF,
     },
 }
+
+
+def _merge(target: Any, added: Any) -> Any:
+    """`added` merged into `target` as crates/http/src/openapi.rs does: objects key by key,
+    anything else replaced."""
+    if isinstance(target, dict) and isinstance(added, dict):
+        for key, value in added.items():
+            target[key] = _merge(target[key], value) if key in target else value
+        return target
+    return added
+
+
+def _with_extensions(schemas: Dict[str, Any], extensions_path: Path) -> Dict[str, Any]:
+    """Twilio's schemas with the [EXT] fields Bindery adds to them (its own schemas, for its
+    own operations, are not needed here)."""
+    added = json.loads(Path(extensions_path).read_text())["components"]["schemas"]
+    for name, schema in added.items():
+        if name in schemas:
+            _merge(schemas[name], schema)
+    return schemas
 
 
 def _nullable(schema: Dict[str, Any]) -> Dict[str, Any]:
@@ -151,9 +174,10 @@ class ContractError(AssertionError):
 
 
 class Contract:
-    def __init__(self, spec_path: Path = SPEC_PATH):
+    def __init__(self, spec_path: Path = SPEC_PATH, extensions_path: Path = EXTENSIONS_PATH):
         spec = json.loads(Path(spec_path).read_text())
-        self.defs: Dict[str, Any] = {name: convert(s) for name, s in spec["components"]["schemas"].items()}
+        schemas = _with_extensions(spec["components"]["schemas"], extensions_path)
+        self.defs: Dict[str, Any] = {name: convert(s) for name, s in schemas.items()}
         _apply_overlays(self.defs)
         # (template, method) -> {status: json schema or None (no body)}
         self.operations: Dict[Tuple[str, str], Dict[str, Any]] = {}

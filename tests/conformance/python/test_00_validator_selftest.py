@@ -49,6 +49,10 @@ CREDENTIAL = {
     "date_created": "2024-01-02T03:04:05Z",
     "date_updated": "2024-01-02T03:04:05Z",
     "url": f"{ORIGIN}/v2/Credentials/{CR}",
+    # [EXT] CONTRACT §6.2.
+    "auth": "certificate",
+    "topic": "com.example.chat",
+    "expires": "2030-01-02T03:04:05Z",
 }
 
 
@@ -99,6 +103,8 @@ def test_good_bodies_pass():
     assert problems("POST", f"/v2/Services/{S}/Users/alice/Bindings", 200, USER_BINDING) == []
     assert problems("GET", f"/v2/Services/{S}/Bindings/{B}", 200, SERVICE_BINDING) == []
     assert problems("GET", f"/v2/Credentials/{CR}", 200, CREDENTIAL) == []
+    unread = dict(CREDENTIAL, auth=None, topic=None, expires=None)  # stored before reading
+    assert problems("GET", f"/v2/Credentials/{CR}", 200, unread) == []
     assert problems("GET", f"/v2/Services/{S}", 200, SERVICE) == []
     assert problems("GET", f"/v2/Services/{S}/Users/{U}/Bindings", 200,
                     page("bindings", [USER_BINDING], f"/v2/Services/{S}/Users/{U}/Bindings")) == []
@@ -152,6 +158,10 @@ BROKEN_OTHERS = [
     ("credential sandbox boolean", f"/v2/Credentials/{CR}", CREDENTIAL, ("sandbox",), True),
     ("credential leaks secret", f"/v2/Credentials/{CR}", CREDENTIAL, ("secret",), "s3cret"),
     ("credential unknown type", f"/v2/Credentials/{CR}", CREDENTIAL, ("type",), "sms"),
+    ("credential unknown auth", f"/v2/Credentials/{CR}", CREDENTIAL, ("auth",), "password"),
+    ("credential expires not a date", f"/v2/Credentials/{CR}", CREDENTIAL, ("expires",), 1893553445),
+    ("credential missing topic", f"/v2/Credentials/{CR}", CREDENTIAL, ("topic",), KeyError),
+    ("credential shows key_id", f"/v2/Credentials/{CR}", CREDENTIAL, ("key_id",), "ABC123DEFG"),
     ("service typing_indicator_timeout null", f"/v2/Services/{S}", SERVICE, ("typing_indicator_timeout",), None),
     ("service retry count string", f"/v2/Services/{S}", SERVICE, ("pre_webhook_retry_count",), "0"),
     ("service enabled as string", f"/v2/Services/{S}", SERVICE, ("notifications", "new_message", "enabled"), "true"),

@@ -3,6 +3,7 @@
 import pytest
 from twilio.base.exceptions import TwilioException, TwilioRestException
 
+from bindery_material import service_account
 from bindery_support import Api, list_error, unique
 
 
@@ -52,7 +53,7 @@ def test_other_accounts_resources_are_not_found(chat, api, other_api, service):
     r = api.register(service.sid, "private", "apn", unique("t-"))
     binding_sid = api.last.json()["sid"]
     assert r.status_code == 201
-    cred = chat.credentials.create(type="fcm", secret="s")
+    cred = chat.credentials.create(type="fcm", secret=service_account())
     other = other_api.chat
 
     for call in (

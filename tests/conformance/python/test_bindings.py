@@ -7,6 +7,7 @@ from datetime import datetime
 import pytest
 from twilio.base.exceptions import TwilioException, TwilioRestException
 
+from bindery_material import APNS_CERTIFICATE, APNS_CERTIFICATE_KEY
 from bindery_support import ALL_MESSAGE_TYPES, MISSING_BINDING, list_error, unique
 
 
@@ -16,7 +17,8 @@ def registered(api, response, status):
 
 
 def test_register_then_reregister(chat, api, service, bindery):
-    cred = chat.credentials.create(type="apn", sandbox=True, certificate="c", private_key="k")
+    cred = chat.credentials.create(type="apn", sandbox=True, certificate=APNS_CERTIFICATE,
+                                   private_key=APNS_CERTIFICATE_KEY)
     address = unique("apns-token-")
     # The user does not exist yet: registering creates it, as Chat does on first connect.
     first = registered(api, api.register(service.sid, "dave@example.com", "apn", address, endpoint="dave-iphone",

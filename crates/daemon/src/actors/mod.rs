@@ -184,14 +184,26 @@ impl Daemon {
         Ok(daemon)
     }
 
-    /// Runs a command through the writer. A credential's private fields are sealed here,
-    /// where they enter, so that nothing below (the log, the projections, exports, backups)
-    /// ever holds them in clear.
+    /// Runs a command through the writer. A credential's private fields are read (see
+    /// [`credential_check`](crate::credential_check)) and sealed here, where they enter, so
+    /// that nothing below (the log, the projections, exports, backups) ever holds them in
+    /// clear, and nothing that cannot push is stored.
     pub async fn execute(&self, mut envelope: Envelope) -> Result<Committed, WriteError> {
+        crate::credential_check::check(
+            &mut envelope.command,
+            self.clock.now(),
+            &self.sealer,
+            |account, sid| self.read(|view| view.credential(account, sid)),
+        )?;
         self.sealer.seal_command(&mut envelope.command);
-        let deleted = match &envelope.command {
-            bindery_domain::Command::DeleteCredential { credential, .. } => Some(*credential),
-            _ => None,
+        let (deleted, updated) = match &envelope.command {
+            bindery_domain::Command::DeleteCredential { credential, .. } => {
+                (Some(*credential), None)
+            }
+            bindery_domain::Command::UpdateCredential { credential, .. } => {
+                (None, Some(*credential))
+            }
+            _ => (None, None),
         };
         let committed = self
             .writer
@@ -206,6 +218,9 @@ impl Daemon {
                 .metrics
                 .credential_expiry
                 .remove_label_values(&[credential.as_str()]);
+        }
+        if let (Some(credential), Some(direct)) = (updated, &self.direct) {
+            direct.reset_health(&credential);
         }
         if let Some(bindery_domain::Row::Credential(credential)) = &committed.row {
             self.show_expiry(credential);
@@ -226,6 +241,14 @@ impl Daemon {
                 let _ = self.metrics.credential_expiry.remove_label_values(&label);
             }
         }
+    }
+
+    /// Whether `credential` pushes (the body's `healthy`): nothing but the direct transport
+    /// can find it otherwise.
+    pub fn credential_healthy(&self, credential: &bindery_domain::CredentialSid) -> bool {
+        self.direct
+            .as_ref()
+            .is_none_or(|direct| direct.healthy(credential))
     }
 
     /// The direct sender, when pushes go straight to the providers.

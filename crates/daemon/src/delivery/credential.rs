@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use bindery_domain::{BindingType, Timestamp};
+use bindery_domain::{BindingType, CredentialAuth, CredentialProfile, Timestamp};
 use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, RsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use rustls::pki_types::pem::PemObject;
@@ -24,24 +24,6 @@ pub struct CredentialInput<'a> {
     pub key_id: Option<&'a str>,
     pub team_id: Option<&'a str>,
     pub topic: Option<&'a str>,
-}
-
-/// How a credential signs in to its provider (the body's `auth`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Auth {
-    Token,
-    Certificate,
-    ServiceAccount,
-}
-
-impl Auth {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Auth::Token => "token",
-            Auth::Certificate => "certificate",
-            Auth::ServiceAccount => "service_account",
-        }
-    }
 }
 
 /// A credential ready to push with.
@@ -81,11 +63,11 @@ impl std::fmt::Debug for ProviderCredential {
 }
 
 impl ProviderCredential {
-    pub fn auth(&self) -> Auth {
+    pub fn auth(&self) -> CredentialAuth {
         match self {
-            ProviderCredential::ApnsToken { .. } => Auth::Token,
-            ProviderCredential::ApnsCertificate { .. } => Auth::Certificate,
-            ProviderCredential::ServiceAccount { .. } => Auth::ServiceAccount,
+            ProviderCredential::ApnsToken { .. } => CredentialAuth::Token,
+            ProviderCredential::ApnsCertificate { .. } => CredentialAuth::Certificate,
+            ProviderCredential::ServiceAccount { .. } => CredentialAuth::ServiceAccount,
         }
     }
 
@@ -103,6 +85,23 @@ impl ProviderCredential {
         match self {
             ProviderCredential::ApnsCertificate { expires, .. } => Some(*expires),
             _ => None,
+        }
+    }
+
+    /// What is kept of this reading beside the sealed secrets.
+    pub fn profile(&self) -> CredentialProfile {
+        let (key_id, team_id) = match self {
+            ProviderCredential::ApnsToken {
+                key_id, team_id, ..
+            } => (Some(key_id.clone()), Some(team_id.clone())),
+            _ => (None, None),
+        };
+        CredentialProfile {
+            auth: Some(self.auth()),
+            key_id,
+            team_id,
+            topic: Some(self.topic().to_owned()),
+            expires: self.expires(),
         }
     }
 }
@@ -132,8 +131,28 @@ pub fn read(
     match credential_type {
         BindingType::Apn if input.certificate.is_some() => read_apns_certificate(input, now),
         BindingType::Apn => read_apns_token(input),
-        BindingType::Fcm | BindingType::Gcm => read_service_account(input),
+        BindingType::Fcm => read_service_account(input, "Secret"),
+        BindingType::Gcm => read_service_account(input, "ApiKey"),
     }
+}
+
+/// The bundle id a certificate names (its leaf's subject UID), if it names one: the topic a
+/// certificate-auth credential takes when none is given.
+pub fn certificate_uid(pem: &str) -> Option<String> {
+    let leaf = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .next()?
+        .ok()?;
+    let (_, leaf) = x509_parser::parse_x509_certificate(&leaf).ok()?;
+    subject_uid(&leaf)
+}
+
+fn subject_uid(certificate: &x509_parser::certificate::X509Certificate<'_>) -> Option<String> {
+    certificate
+        .subject()
+        .iter_attributes()
+        .find(|a| a.attr_type().to_id_string() == UID_OID)
+        .and_then(|a| a.as_str().ok())
+        .map(str::to_owned)
 }
 
 /// Apple's key and team ids are 10 characters, letters and digits.
@@ -236,12 +255,7 @@ fn read_apns_certificate(
     if expires.unix() <= now.unix() {
         return Err(invalid("Certificate", format!("expired at {expires}")));
     }
-    let uid = leaf
-        .subject()
-        .iter_attributes()
-        .find(|a| a.attr_type().to_id_string() == UID_OID)
-        .and_then(|a| a.as_str().ok())
-        .map(str::to_owned);
+    let uid = subject_uid(&leaf);
     let topic = topic(input.topic)?.or(uid).ok_or_else(|| {
         invalid(
             "Topic",
@@ -267,32 +281,33 @@ struct ServiceAccountJson {
     token_uri: String,
 }
 
+/// `field` is the form field that holds the JSON: FCM's `Secret`, GCM's `ApiKey`.
 fn read_service_account(
     input: &CredentialInput<'_>,
+    field: &'static str,
 ) -> Result<ProviderCredential, InvalidCredential> {
-    const FIELD: &str = "Secret";
     let json = input
         .service_account
-        .ok_or_else(|| invalid(FIELD, "required: the Firebase service-account JSON"))?;
+        .ok_or_else(|| invalid(field, "required: the Firebase service-account JSON"))?;
     // Google shut the legacy server-key API down: only a service account pushes.
     let account: ServiceAccountJson = serde_json::from_str(json).map_err(|_| {
         invalid(
-            FIELD,
+            field,
             "is not a Firebase service-account JSON (project_id, client_email, private_key, \
              token_uri); legacy server keys no longer work",
         )
     })?;
     let der = PrivatePkcs8KeyDer::from_pem_slice(account.private_key.as_bytes())
-        .map_err(|_| invalid(FIELD, "private_key is not a PKCS#8 PEM key"))?;
+        .map_err(|_| invalid(field, "private_key is not a PKCS#8 PEM key"))?;
     let key = RsaKeyPair::from_pkcs8(der.secret_pkcs8_der())
-        .map_err(|_| invalid(FIELD, "private_key is not an RSA key"))?;
+        .map_err(|_| invalid(field, "private_key is not an RSA key"))?;
     let token_uri = url::Url::parse(&account.token_uri)
         .ok()
         .filter(|u| u.scheme() == "https")
-        .ok_or_else(|| invalid(FIELD, "token_uri is not an https URL"))?;
+        .ok_or_else(|| invalid(field, "token_uri is not an https URL"))?;
     if account.project_id.is_empty() || account.client_email.is_empty() {
         return Err(invalid(
-            FIELD,
+            field,
             "project_id and client_email must not be empty",
         ));
     }

@@ -186,15 +186,27 @@ impl Direct {
     /// Drops a deleted credential's client; pushes already under way finish with it.
     pub fn forget(&self, credential: &CredentialSid) {
         self.inner.clients.lock().unwrap().remove(credential);
-        let mut health = self.inner.health.lock().unwrap();
-        health.faults.remove(credential);
-        health.guarded.remove(credential);
+        self.reset_health(credential);
         let label = credential.to_string();
         let _ = self
             .inner
             .metrics
             .credential_healthy
             .remove_label_values(&[&label]);
+    }
+
+    /// Forgets what the provider and the guard held against a credential that was changed:
+    /// the change may be its mend (a new key, the right environment).
+    pub fn reset_health(&self, credential: &CredentialSid) {
+        {
+            let mut health = self.inner.health.lock().unwrap();
+            health.faults.remove(credential);
+            health.guarded.remove(credential);
+            health.guard.forget(*credential);
+        }
+        if self.inner.clients.lock().unwrap().contains_key(credential) {
+            self.inner.set_health_gauge(credential, Instant::now());
+        }
     }
 }
 

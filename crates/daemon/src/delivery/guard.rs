@@ -51,6 +51,11 @@ impl RemovalGuard {
         true
     }
 
+    /// Starts `credential`'s window afresh (it was changed or deleted).
+    pub fn forget(&mut self, credential: CredentialSid) {
+        self.removals.remove(&credential);
+    }
+
     /// Whether removals through `credential` go ahead at `now` (the body's `healthy`).
     pub fn healthy(&mut self, credential: CredentialSid, now: Instant) -> bool {
         let limit = self.limit;

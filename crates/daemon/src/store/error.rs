@@ -70,6 +70,10 @@ impl StoreError {
 pub enum WriteError {
     #[error(transparent)]
     Refused(#[from] DomainError),
+    /// A credential's secrets or profile fields cannot push (CONTRACT §6.2): refused before
+    /// the command reached the writer. Names the form field, never its value.
+    #[error(transparent)]
+    InvalidCredential(#[from] crate::delivery::credential::InvalidCredential),
     /// The idempotency key was used within a day for a different request.
     #[error("Idempotency-Key {0:?} was already used for a different request")]
     KeyReused(String),

@@ -61,7 +61,7 @@ pub const API_KEY_COLUMNS: &str =
 pub const SERVICE_COLUMNS: &str =
     "sid, account_sid, friendly_name, settings, date_created, date_updated";
 pub const CREDENTIAL_COLUMNS: &str =
-    "sid, account_sid, friendly_name, type, sandbox, secrets, date_created, date_updated";
+    "sid, account_sid, friendly_name, type, sandbox, secrets, date_created, date_updated, profile";
 pub const USER_COLUMNS: &str =
     "sid, account_sid, service_sid, identity, friendly_name, attributes, \
      role_sid, date_created, date_updated";
@@ -108,9 +108,9 @@ pub fn credential(r: &rusqlite::Row) -> rusqlite::Result<Credential> {
         credential_type: valid(r, 3)?,
         sandbox: r.get(4)?,
         secrets: r.get::<_, Json<_>>(5)?.0,
-        profile: Default::default(),
         date_created: at(r, 6)?,
         date_updated: at(r, 7)?,
+        profile: r.get::<_, Json<_>>(8)?.0,
     })
 }
 
@@ -284,7 +284,8 @@ pub fn store(conn: &Connection, row: &Row) -> rusqlite::Result<()> {
                 c.sandbox,
                 json(&c.secrets),
                 c.date_created.unix(),
-                c.date_updated.unix()
+                c.date_updated.unix(),
+                json(&c.profile)
             ],
         ),
         Row::User(u) => upsert(

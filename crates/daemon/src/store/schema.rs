@@ -169,6 +169,12 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE UNIQUE INDEX deliveries_by_binding ON deliveries (binding_sid, notification_sid);
     "#,
+    // 7: what reading a credential found (CONTRACT §6.2: auth, key and team ids, topic,
+    // expiry), as the JSON of its `CredentialProfile`; `{}` (unknown) for the credentials
+    // stored before, as a replay of their events makes it.
+    r#"
+    ALTER TABLE credentials ADD COLUMN profile TEXT NOT NULL DEFAULT '{}';
+    "#,
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
