@@ -53,6 +53,7 @@ CREDENTIAL = {
     "auth": "certificate",
     "topic": "com.example.chat",
     "expires": "2030-01-02T03:04:05Z",
+    "healthy": True,
 }
 
 
