@@ -908,18 +908,24 @@ fn a_hung_provider_holds_only_its_own_credentials_places() {
 
 /// A server on the direct transport with an APNs stand-in that takes token auth, and a
 /// token-auth credential of `key` for `TOPIC`.
-fn token_auth() -> (TestApp, Apns, bindery_standin::ApnsKey, TempDir) {
+fn token_auth() -> (TestApp, Apns, ServerLog, TempDir) {
     let dir = TempDir::new().unwrap();
     let ca = TestCa::new(dir.path()).unwrap();
     let key = bindery_standin::ApnsKey::generate("KEYID12345", "TEAMID1234").unwrap();
     let apns = Apns::start(&ca, ApnsAuth::token(&key)).unwrap();
     let (url, ca_file) = (apns.url(), ca.ca_file().display().to_string());
-    let app = TestApp::spawn_with_env(&[
-        ("BINDERY_DELIVERY__TRANSPORT", "direct"),
-        ("BINDERY_DELIVERY__APNS__ENDPOINT", url.as_str()),
-        ("BINDERY_DELIVERY__APNS__SANDBOX_ENDPOINT", url.as_str()),
-        ("BINDERY_DELIVERY__TLS__CA_FILE", ca_file.as_str()),
-    ]);
+    let (app, log) = TestApp::spawn_logged(
+        TempDir::new().unwrap(),
+        &[
+            ("BINDERY_DELIVERY__TRANSPORT", "direct"),
+            ("BINDERY_DELIVERY__APNS__ENDPOINT", url.as_str()),
+            ("BINDERY_DELIVERY__APNS__SANDBOX_ENDPOINT", url.as_str()),
+            ("BINDERY_DELIVERY__TLS__CA_FILE", ca_file.as_str()),
+            // Everything Bindery logs, so that a token in any line would show.
+            ("RUST_LOG", "debug"),
+        ],
+        None,
+    );
     app.create_credential(&[
         ("Type", "apn"),
         ("PrivateKey", &key.p8_pem()),
@@ -927,12 +933,12 @@ fn token_auth() -> (TestApp, Apns, bindery_standin::ApnsKey, TempDir) {
         ("TeamId", "TEAMID1234"),
         ("Topic", BUNDLE),
     ]);
-    (app, apns, key, dir)
+    (app, apns, log, dir)
 }
 
 #[test]
 fn token_auth_signs_one_es256_jwt_and_reuses_it() {
-    let (app, apns, _key, _dir) = token_auth();
+    let (app, apns, log, _dir) = token_auth();
     let service = chat_service(&app, "Chat");
     for n in 0..3 {
         register(
@@ -969,11 +975,19 @@ fn token_auth_signs_one_es256_jwt_and_reuses_it() {
     assert_eq!(pushes[0].header("apns-topic"), Some(BUNDLE));
     assert_eq!(pushes[0].client_subject, None);
     assert_eq!(apns.stats().connections, 1);
+    // Neither the provider token nor the key is in the log, even at debug.
+    let token = bearer.trim_start_matches("bearer ");
+    let leaked: Vec<String> = log
+        .lines()
+        .into_iter()
+        .filter(|l| l.contains(token) || l.contains("PRIVATE KEY"))
+        .collect();
+    assert!(leaked.is_empty(), "{leaked:?}");
 }
 
 #[test]
 fn a_refused_provider_token_is_replaced_once_then_the_push_fails() {
-    let (app, apns, _key, _dir) = token_auth();
+    let (app, apns, _log, _dir) = token_auth();
     let service = chat_service(&app, "Chat");
     let binding = register(
         &app,
