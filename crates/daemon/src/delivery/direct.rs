@@ -459,12 +459,20 @@ impl Inner {
         let client = Arc::new(self.build(credential, fingerprint).inspect_err(|e| {
             self.fault(credential.sid, &e.to_string());
         })?);
+        {
+            // The first pushes through a credential arrive together, on both of the runtime's
+            // threads: whichever built its client second takes the first one's, so that they
+            // share its one connection (each client opens its own).
+            let mut clients = self.clients.lock().unwrap();
+            if let Some(kept) = clients.get(&credential.sid) {
+                if kept.fingerprint == client.fingerprint {
+                    return Ok(kept.clone());
+                }
+            }
+            clients.insert(credential.sid, client.clone());
+        }
         self.health.lock().unwrap().faults.remove(&credential.sid);
         self.set_health_gauge(&credential.sid, Instant::now());
-        self.clients
-            .lock()
-            .unwrap()
-            .insert(credential.sid, client.clone());
         Ok(client)
     }
 
