@@ -642,10 +642,19 @@ impl Inner {
             .set(i64::from(healthy));
     }
 
+    /// Sets the gauges that time alone may change: those of the credentials with removals in
+    /// the guard's window, which it may fill or leave. Every other change of health (a fault,
+    /// a delivery, a new client) sets its gauge as it happens, so the credentials without
+    /// removals are not visited: with 10,000 idle clients, visiting each every second cost
+    /// 8% of a core in `make bench`.
     fn refresh_health(&self) {
         let now = Instant::now();
-        let known: Vec<CredentialSid> = self.clients.lock().unwrap().keys().copied().collect();
-        for credential in known {
+        let mut watched: Vec<CredentialSid> = self.health.lock().unwrap().guard.watched().collect();
+        // Not a deleted one's (`forget` removed its gauge).
+        let clients = self.clients.lock().unwrap();
+        watched.retain(|credential| clients.contains_key(credential));
+        drop(clients);
+        for credential in watched {
             self.set_health_gauge(&credential, now);
         }
     }
