@@ -20,7 +20,7 @@ use tokio::sync::{Mutex as AsyncMutex, Semaphore};
 
 use super::credential::{self, CredentialInput, ProviderCredential};
 use super::guard::RemovalGuard;
-use super::http2::{tls_config, Connection};
+use super::http2::{self, tls_config, tls_config_with, Connection};
 use super::jwt::{self, CachedToken};
 use super::verdict::{backoff, Provider, ProviderAnswer, Verdict, MAX_ATTEMPTS};
 use super::{apns, fcm, payload, DeliveryError, Outcome, Push};
@@ -115,8 +115,11 @@ pub struct Direct {
 
 struct Inner {
     settings: DirectSettings,
-    /// The web roots plus `ca_file`, without a client certificate: shared by every client
-    /// but those of certificate auth.
+    /// The web roots plus `ca_file`, read once: every configuration checks providers
+    /// against them.
+    roots: Arc<rustls::RootCertStore>,
+    /// Those roots without a client certificate: shared by every client but those of
+    /// certificate auth.
     tls: Arc<rustls::ClientConfig>,
     metrics: Metrics,
     sealer: Arc<Sealer>,
@@ -143,7 +146,8 @@ impl Direct {
         sealer: Arc<Sealer>,
         clock: Arc<dyn Clock>,
     ) -> Result<Direct, String> {
-        let tls = tls_config(settings.ca_file.as_deref(), None)?;
+        let roots = http2::roots(settings.ca_file.as_deref())?;
+        let tls = tls_config_with(roots.clone(), None)?;
         for (key, endpoint) in [
             ("delivery.apns.endpoint", &settings.apns_endpoint),
             (
@@ -168,6 +172,7 @@ impl Direct {
                 guarded: HashSet::new(),
             }),
             settings,
+            roots,
             tls,
             metrics,
             sealer,
@@ -531,11 +536,8 @@ impl Inner {
             ProviderCredential::ApnsCertificate {
                 chain, key, topic, ..
             } => {
-                let tls = tls_config(
-                    self.settings.ca_file.as_deref(),
-                    Some((chain, key.clone_key())),
-                )
-                .map_err(|_| DeliveryError::CredentialInvalid("Certificate"))?;
+                let tls = tls_config_with(self.roots.clone(), Some((chain, key.clone_key())))
+                    .map_err(|_| DeliveryError::CredentialInvalid("Certificate"))?;
                 (
                     Provider::Apns,
                     Kind::ApnsCertificate {
