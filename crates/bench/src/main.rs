@@ -6,6 +6,7 @@
 mod dataset;
 mod load;
 mod machine;
+mod push;
 mod report;
 mod server;
 
@@ -71,6 +72,13 @@ pub struct Args {
     /// Skip `bindery verify` of the large generated log (about 20 s with a million bindings)
     #[arg(long)]
     skip_verify_large: bool,
+    /// Skip the push scenarios (the direct transport to the APNs and FCM stand-ins)
+    #[arg(long)]
+    skip_push: bool,
+    /// Credentials (each with one binding, each notified once) in the idle-clients push
+    /// scenario; 0 skips it
+    #[arg(long, default_value_t = 10_000)]
+    idle_credentials: u64,
     /// Print the results without writing the output file
     #[arg(long)]
     no_write: bool,
@@ -88,6 +96,8 @@ fn main() -> anyhow::Result<()> {
             .with_context(|| format!("cannot empty {}", args.work_dir.display()))?;
     }
     std::fs::create_dir_all(&args.work_dir)?;
+    // Before any server starts, so that each inherits it.
+    push::raise_fd_limit();
     if !args.bindery.exists() {
         bail!(
             "no binary at {} (cargo build --release first)",
@@ -120,6 +130,9 @@ fn main() -> anyhow::Result<()> {
     bench.without_group_commit(&mut report)?;
     bench.small(&mut report)?;
     bench.large(&mut report)?;
+    if !args.skip_push {
+        report.push = Some(bench.push()?);
+    }
     report.load_after = machine::load_average();
     report.runtime = started.elapsed();
     let text = report.markdown();

@@ -56,6 +56,12 @@ impl RemovalGuard {
         self.removals.remove(&credential);
     }
 
+    /// The credentials with removals kept (within the window, until `healthy` finds none):
+    /// the only ones whose health time alone may change.
+    pub fn watched(&self) -> impl Iterator<Item = CredentialSid> + '_ {
+        self.removals.keys().copied()
+    }
+
     /// Whether removals through `credential` go ahead at `now` (the body's `healthy`).
     pub fn healthy(&mut self, credential: CredentialSid, now: Instant) -> bool {
         let limit = self.limit;
@@ -108,6 +114,18 @@ mod tests {
         for _ in 0..3 {
             assert!(guard.allow(a, at(200)));
         }
+    }
+
+    #[test]
+    fn only_credentials_with_removals_in_the_window_are_watched() {
+        let start = Instant::now();
+        let mut guard = RemovalGuard::new(3);
+        let (a, b) = (credential(1), credential(2));
+        assert!(guard.allow(a, start));
+        assert!(guard.healthy(b, start));
+        assert_eq!(guard.watched().collect::<Vec<_>>(), vec![a]);
+        assert!(guard.healthy(a, start + WINDOW));
+        assert_eq!(guard.watched().count(), 0, "its window emptied");
     }
 
     #[test]
