@@ -140,8 +140,10 @@ impl Daemon {
             let Some(service_row) = view.service(&account, &service)? else {
                 return Ok((None, Vec::new(), None));
             };
-            // The account's only credential of each kind, looked up once per notify.
+            // The account's only credential of each kind, and the credentials bindings name,
+            // each looked up once per notify.
             let mut only = std::collections::HashMap::new();
+            let mut named = std::collections::HashMap::new();
             let mut targets = Vec::new();
             for identity in &identities {
                 if let Some(user) =
@@ -149,10 +151,21 @@ impl Daemon {
                 {
                     for binding in view.bindings_of_user(&user.sid)? {
                         let credential = match &binding.credential_sid {
-                            Some(sid) => match view.credential(&account, sid)? {
-                                Some(credential) => Pushing::With(Box::new(credential)),
-                                None => Pushing::Missing(*sid),
-                            },
+                            Some(sid) => {
+                                // Many bindings name the same credential: it is read once.
+                                let found = match named.get(sid) {
+                                    Some(found) => Clone::clone(found),
+                                    None => {
+                                        let found = view.credential(&account, sid)?;
+                                        named.insert(*sid, found.clone());
+                                        found
+                                    }
+                                };
+                                match found {
+                                    Some(credential) => Pushing::With(Box::new(credential)),
+                                    None => Pushing::Missing(*sid),
+                                }
+                            }
                             None if direct => {
                                 let kinds = direct::kinds_serving(binding.binding_type);
                                 let found = match only.get(&kinds) {
