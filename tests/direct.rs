@@ -1042,3 +1042,30 @@ fn a_refused_provider_token_is_replaced_once_then_the_push_fails() {
         .1;
     assert_eq!(fetched["healthy"], true, "{fetched}");
 }
+
+#[test]
+fn a_certificates_expiry_is_in_the_metrics_again_after_a_restart() {
+    let d = Direct::start();
+    let cert = d.client_cert();
+    let credential = d.apns_credential(&cert);
+    let expiry = |app: &TestApp| {
+        app.metric(
+            "bindery_credential_expiry_timestamp_seconds",
+            &[("credential", &credential)],
+        )
+    };
+    let before = expiry(&d.app);
+    assert!(before > 0.0);
+    let Direct { app, .. } = d;
+    app.terminate();
+    let mut app = app;
+    assert!(app.wait_for_exit(PATIENCE).is_some_and(|s| s.success()));
+    let (dir, account) = app.into_dir_and_account();
+    // On the log transport this time: the gauge is the registry's, not the sender's.
+    let (app, _log) = TestApp::spawn_logged(dir, &[], Some(account));
+    assert_eq!(expiry(&app), before);
+    // Gone with the credential.
+    app.delete(&format!("/v2/Credentials/{credential}"))
+        .expect(204);
+    assert_eq!(expiry(&app), 0.0);
+}
