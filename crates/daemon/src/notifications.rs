@@ -57,6 +57,24 @@ pub struct NotifyReport {
     pub deliveries: Vec<Delivery>,
 }
 
+/// `load`'s answer for `key`, loaded the first time only.
+fn once<K, V, E>(
+    kept: &mut std::collections::HashMap<K, V>,
+    key: K,
+    load: impl FnOnce() -> Result<V, E>,
+) -> Result<V, E>
+where
+    K: std::hash::Hash + Eq,
+    V: Clone,
+{
+    if let Some(found) = kept.get(&key) {
+        return Ok(found.clone());
+    }
+    let found = load()?;
+    kept.insert(key, found.clone());
+    Ok(found)
+}
+
 /// Which credential a binding's push goes through.
 enum Pushing {
     With(Box<Credential>),
@@ -153,14 +171,8 @@ impl Daemon {
                         let credential = match &binding.credential_sid {
                             Some(sid) => {
                                 // Many bindings name the same credential: it is read once.
-                                let found = match named.get(sid) {
-                                    Some(found) => Clone::clone(found),
-                                    None => {
-                                        let found = view.credential(&account, sid)?;
-                                        named.insert(*sid, found.clone());
-                                        found
-                                    }
-                                };
+                                let found =
+                                    once(&mut named, *sid, || view.credential(&account, sid))?;
                                 match found {
                                     Some(credential) => Pushing::With(Box::new(credential)),
                                     None => Pushing::Missing(*sid),
@@ -168,14 +180,9 @@ impl Daemon {
                             }
                             None if direct => {
                                 let kinds = direct::kinds_serving(binding.binding_type);
-                                let found = match only.get(&kinds) {
-                                    Some(found) => Clone::clone(found),
-                                    None => {
-                                        let found = view.only_credential(&account, kinds)?;
-                                        only.insert(kinds, found.clone());
-                                        found
-                                    }
-                                };
+                                let found = once(&mut only, kinds, || {
+                                    view.only_credential(&account, kinds)
+                                })?;
                                 found.map_or(Pushing::NoCredential, |c| Pushing::With(Box::new(c)))
                             }
                             None => Pushing::NoCredential,
