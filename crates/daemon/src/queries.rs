@@ -3,26 +3,26 @@
 //! `Daemon::read`.
 
 use bindery_domain::*;
-use rusqlite::Connection;
 
 use crate::records::DeliveryRecord;
 use crate::secrets;
 use crate::store::deliveries;
 use crate::store::rows::{self, SqlState};
+use crate::store::sql::{Arg, Db, Engine, SqlRow};
 use crate::store::StoreError;
 
-/// A read-only view of the projections on one connection.
+/// A read-only view of the projections on one connection, of either engine.
 pub struct ReadView<'c> {
-    conn: &'c Connection,
+    db: &'c dyn Db,
 }
 
 impl<'c> ReadView<'c> {
-    pub fn new(conn: &'c Connection) -> Self {
-        ReadView { conn }
+    pub fn new(db: &'c dyn Db) -> Self {
+        ReadView { db }
     }
 
     fn state(&self) -> SqlState<'c> {
-        SqlState(self.conn)
+        SqlState(self.db)
     }
 
     /// The account that `username:password` (HTTP Basic) signs in as: an account SID with its
@@ -48,30 +48,29 @@ impl<'c> ReadView<'c> {
     }
 
     pub fn accounts(&self) -> Result<Vec<Account>, StoreError> {
-        let mut statement = self.conn.prepare_cached(&format!(
-            "SELECT {} FROM accounts ORDER BY sid",
-            rows::ACCOUNT_COLUMNS
-        ))?;
-        let accounts = statement
-            .query_map([], rows::account)?
-            .collect::<Result<_, _>>()?;
-        Ok(accounts)
+        self.db.all(
+            &format!(
+                "SELECT {} FROM accounts ORDER BY sid",
+                rows::ACCOUNT_COLUMNS
+            ),
+            &[],
+            rows::account,
+        )
     }
 
     /// (projection checkpoint, newest log position), read in one statement.
     pub fn positions(&self) -> Result<(i64, i64), StoreError> {
-        Ok(self.conn.query_row(
+        self.db.value(
             "SELECT (SELECT position FROM checkpoint WHERE id = 1), \
                     (SELECT COALESCE(MAX(position), 0) FROM events)",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?)
+            &[],
+            |r| Ok((r.int(0)?, r.int(1)?)),
+        )
     }
 
     pub fn has_accounts(&self) -> Result<bool, StoreError> {
-        Ok(self
-            .conn
-            .query_row("SELECT EXISTS (SELECT 1 FROM accounts)", [], |r| r.get(0))?)
+        self.db
+            .value("SELECT EXISTS (SELECT 1 FROM accounts)", &[], |r| r.bool(0))
     }
 }
 
@@ -106,9 +105,9 @@ impl ReadView<'_> {
         columns: &str,
         table: &str,
         filter: &str,
-        params: &[&dyn rusqlite::ToSql],
+        params: &[Arg<'_>],
         request: &PageRequest,
-        read: fn(&rusqlite::Row) -> rusqlite::Result<T>,
+        read: fn(&dyn SqlRow) -> Result<T, StoreError>,
     ) -> Result<Page<T>, StoreError> {
         let n = params.len();
         let (condition, order, cursor) = match &request.cursor {
@@ -121,15 +120,12 @@ impl ReadView<'_> {
             "SELECT {columns} FROM {table} WHERE {filter}{condition} ORDER BY sid {order} LIMIT ?{limit_index}"
         );
         let limit = (request.size + 1) as i64;
-        let mut bound: Vec<&dyn rusqlite::ToSql> = params.to_vec();
+        let mut bound: Vec<Arg> = params.to_vec();
         if let Some(sid) = cursor {
-            bound.push(sid);
+            bound.push(Arg::Text(sid));
         }
-        bound.push(&limit);
-        let mut statement = self.conn.prepare_cached(&sql)?;
-        let mut items = statement
-            .query_map(bound.as_slice(), read)?
-            .collect::<Result<Vec<T>, _>>()?;
+        bound.push(Arg::Int(limit));
+        let mut items = self.db.all(&sql, &bound, read)?;
         let overflow = items.len() > request.size;
         items.truncate(request.size);
         Ok(match request.cursor {
@@ -162,12 +158,11 @@ impl ReadView<'_> {
         account: &AccountSid,
         sid: &ServiceSid,
     ) -> Result<bool, StoreError> {
-        Ok(self
-            .conn
-            .prepare_cached(
-                "SELECT EXISTS (SELECT 1 FROM services WHERE sid = ?1 AND account_sid = ?2)",
-            )?
-            .query_row([sid.as_str(), account.as_str()], |r| r.get(0))?)
+        self.db.value(
+            "SELECT EXISTS (SELECT 1 FROM services WHERE sid = ?1 AND account_sid = ?2)",
+            &[Arg::Text(sid.as_str()), Arg::Text(account.as_str())],
+            |r| r.bool(0),
+        )
     }
 
     pub fn services(
@@ -179,7 +174,7 @@ impl ReadView<'_> {
             rows::SERVICE_COLUMNS,
             "services",
             "account_sid = ?1",
-            &[&account.as_str()],
+            &[Arg::Text(account.as_str())],
             request,
             rows::service,
         )
@@ -237,7 +232,7 @@ impl ReadView<'_> {
             rows::USER_COLUMNS,
             "users",
             "account_sid = ?1 AND service_sid = ?2",
-            &[&account.as_str(), &service.as_str()],
+            &[Arg::Text(account.as_str()), Arg::Text(service.as_str())],
             request,
             rows::user,
         )
@@ -245,10 +240,11 @@ impl ReadView<'_> {
 
     /// Whether the user has a binding to push to.
     pub fn has_bindings(&self, user: &UserSid) -> Result<bool, StoreError> {
-        Ok(self
-            .conn
-            .prepare_cached("SELECT EXISTS (SELECT 1 FROM bindings WHERE user_sid = ?1)")?
-            .query_row([user.as_str()], |r| r.get(0))?)
+        self.db.value(
+            "SELECT EXISTS (SELECT 1 FROM bindings WHERE user_sid = ?1)",
+            &[Arg::Text(user.as_str())],
+            |r| r.bool(0),
+        )
     }
 
     pub fn credential(
@@ -269,18 +265,23 @@ impl ReadView<'_> {
         account: &AccountSid,
         kinds: &[BindingType],
     ) -> Result<Option<Credential>, StoreError> {
-        let mut statement = self.conn.prepare_cached(&format!(
-            "SELECT {} FROM credentials WHERE account_sid = ?1 AND type IN (?2, ?3) LIMIT 2",
-            rows::CREDENTIAL_COLUMNS
-        ))?;
         let (first, second) = match kinds {
             [one] => (one.as_str(), one.as_str()),
             [one, two, ..] => (one.as_str(), two.as_str()),
             [] => return Ok(None),
         };
-        let found = statement
-            .query_map([account.as_str(), first, second], rows::credential)?
-            .collect::<Result<Vec<_>, _>>()?;
+        let found = self.db.all(
+            &format!(
+                "SELECT {} FROM credentials WHERE account_sid = ?1 AND type IN (?2, ?3) LIMIT 2",
+                rows::CREDENTIAL_COLUMNS
+            ),
+            &[
+                Arg::Text(account.as_str()),
+                Arg::Text(first),
+                Arg::Text(second),
+            ],
+            rows::credential,
+        )?;
         Ok(match <[Credential; 1]>::try_from(found) {
             Ok([only]) => Some(only),
             Err(_) => None,
@@ -290,18 +291,13 @@ impl ReadView<'_> {
     /// Every account's credentials that expire by themselves (certificates), for
     /// `bindery_credential_expiry_timestamp_seconds` at start-up.
     pub fn expiring_credentials(&self) -> Result<Vec<Credential>, StoreError> {
-        let mut statement = self.conn.prepare(&format!(
-            "SELECT {} FROM credentials",
-            rows::CREDENTIAL_COLUMNS
-        ))?;
-        let mut expiring = Vec::new();
-        for credential in statement.query_map([], rows::credential)? {
-            let credential = credential?;
-            if credential.profile.expires.is_some() {
-                expiring.push(credential);
-            }
-        }
-        Ok(expiring)
+        let mut all = self.db.all(
+            &format!("SELECT {} FROM credentials", rows::CREDENTIAL_COLUMNS),
+            &[],
+            rows::credential,
+        )?;
+        all.retain(|credential| credential.profile.expires.is_some());
+        Ok(all)
     }
 
     pub fn credentials(
@@ -313,7 +309,7 @@ impl ReadView<'_> {
             rows::CREDENTIAL_COLUMNS,
             "credentials",
             "account_sid = ?1",
-            &[&account.as_str()],
+            &[Arg::Text(account.as_str())],
             request,
             rows::credential,
         )
@@ -345,7 +341,7 @@ impl ReadView<'_> {
         // identities' few rows instead; without them, that walk is the right plan, since the
         // page stops at its LIMIT.
         let narrow = filter.user.is_some() || !filter.identities.is_empty();
-        let mut sql = String::from(if narrow {
+        let mut sql = String::from(if narrow && self.db.engine() == Engine::Sqlite {
             "+account_sid = ?1 AND +service_sid = ?2"
         } else {
             "account_sid = ?1 AND service_sid = ?2"
@@ -378,8 +374,7 @@ impl ReadView<'_> {
                 .collect(),
             &mut sql,
         );
-        let params: Vec<&dyn rusqlite::ToSql> =
-            values.iter().map(|v| v as &dyn rusqlite::ToSql).collect();
+        let params: Vec<Arg> = values.iter().map(Arg::from).collect();
         self.page(
             rows::BINDING_COLUMNS,
             "bindings",
@@ -417,8 +412,10 @@ impl ReadView<'_> {
             Cursor::Before(p) => ("AND position < ?4", "DESC", position(p)),
         };
         let (condition, subject, service) = match filter {
+            // Every statement binds five parameters; this one names two only to type them.
             EventFilter::Account => (
-                "?2 = ?2 AND ?3 = ?3".to_owned(),
+                "CAST(?2 AS TEXT) = CAST(?2 AS TEXT) AND CAST(?3 AS TEXT) = CAST(?3 AS TEXT)"
+                    .to_owned(),
                 String::new(),
                 String::new(),
             ),
@@ -428,19 +425,27 @@ impl ReadView<'_> {
                 service.to_string(),
             ),
             EventFilter::User(service, user) => (
-                "service_sid = ?3 AND (stream = ?2 OR stream IN (SELECT stream FROM events \
-                 WHERE type = 'BindingRegistered' AND json_extract(data, '$.user_sid') = ?2))"
-                    .to_owned(),
+                format!(
+                    "service_sid = ?3 AND (stream = ?2 OR stream IN (SELECT stream FROM events \
+                     WHERE type = 'BindingRegistered' AND {} = ?2))",
+                    self.db.engine().json_field("data", "user_sid")
+                ),
                 user.to_string(),
                 service.to_string(),
             ),
         };
         let limit = request.size as i64 + 1;
         let mut events = crate::store::log::select(
-            self.conn,
+            self.db,
             &format!("account_sid = ?1 AND {condition} {cursor}"),
             &format!("ORDER BY position {order} LIMIT ?5"),
-            &[&account.as_str(), &subject, &service, &key, &limit],
+            &[
+                Arg::Text(account.as_str()),
+                Arg::Text(&subject),
+                Arg::Text(&service),
+                Arg::Int(key),
+                Arg::Int(limit),
+            ],
         )?
         .iter()
         .map(|stored| stored.decode())
@@ -470,25 +475,31 @@ impl ReadView<'_> {
         identity: &Identity,
     ) -> Result<Option<UserSid>, StoreError> {
         let found = crate::store::log::select(
-            self.conn,
-            "type = 'UserCreated' AND service_sid = ?1 AND json_extract(data, '$.identity') = ?2 \
-             AND account_sid = ?3",
+            self.db,
+            &format!(
+                "type = 'UserCreated' AND service_sid = ?1 AND {} = ?2 AND account_sid = ?3",
+                self.db.engine().json_field("data", "identity")
+            ),
             "ORDER BY position DESC LIMIT 1",
-            &[&service.as_str(), &identity.as_str(), &account.as_str()],
+            &[
+                Arg::Text(service.as_str()),
+                Arg::Text(identity.as_str()),
+                Arg::Text(account.as_str()),
+            ],
         )?;
         Ok(found.first().and_then(|e| UserSid::parse(&e.stream).ok()))
     }
 
     /// Every binding of a user (at most the per-user limit), in creation order.
     pub fn bindings_of_user(&self, user: &UserSid) -> Result<Vec<Binding>, StoreError> {
-        let mut statement = self.conn.prepare_cached(&format!(
-            "SELECT {} FROM bindings WHERE user_sid = ?1 ORDER BY sid",
-            rows::BINDING_COLUMNS
-        ))?;
-        let bindings = statement
-            .query_map([user.as_str()], rows::binding)?
-            .collect::<Result<_, _>>()?;
-        Ok(bindings)
+        self.db.all(
+            &format!(
+                "SELECT {} FROM bindings WHERE user_sid = ?1 ORDER BY sid",
+                rows::BINDING_COLUMNS
+            ),
+            &[Arg::Text(user.as_str())],
+            rows::binding,
+        )
     }
 }
 
@@ -519,17 +530,12 @@ impl ReadView<'_> {
              ORDER BY notification_sid {order} LIMIT ?{limit_index}",
             deliveries::COLUMNS
         );
-        let binding = binding.as_str();
-        let mut bound: Vec<&dyn rusqlite::ToSql> = vec![&binding];
+        let mut bound = vec![Arg::Text(binding.as_str())];
         if let Some(sid) = cursor {
-            bound.push(sid);
+            bound.push(Arg::Text(sid));
         }
-        bound.push(&limit);
-        let mut items = self
-            .conn
-            .prepare_cached(&sql)?
-            .query_map(bound.as_slice(), deliveries::read)?
-            .collect::<Result<Vec<_>, _>>()?;
+        bound.push(Arg::Int(limit));
+        let mut items = self.db.all(&sql, &bound, deliveries::read)?;
         let overflow = items.len() > request.size;
         items.truncate(request.size);
         Ok(Some(match request.cursor {

@@ -858,8 +858,8 @@ fn all_rows(
 }
 
 /// The registry's invariants, checked with SQL on the live database.
-fn assert_invariants(worlds: &Worlds) -> Result<(), TestCaseError> {
-    let (store, world, conn) = (&worlds.store, &worlds.ours, &worlds.reader);
+fn assert_invariants(worlds: &mut Worlds) -> Result<(), TestCaseError> {
+    let (store, world, conn) = (&mut worlds.store, &worlds.ours, &worlds.reader);
     let checks = [
         (
             "two users of one service share an identity",
@@ -1145,7 +1145,7 @@ fn check(run: Run) -> Result<(), TestCaseError> {
         now = now.plus_seconds(advance);
         let batch: Vec<(usize, &Step)> = steps.by_ref().take(size).collect();
         worlds.run_batch(&batch, now)?;
-        assert_invariants(&worlds)?;
+        assert_invariants(&mut worlds)?;
         assert_same_projections(&worlds)?;
     }
 

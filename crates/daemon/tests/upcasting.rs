@@ -65,7 +65,7 @@ fn reader(path: &Path) -> rusqlite::Connection {
     store::open_reader(path, StoreOptions::default().busy_timeout).unwrap()
 }
 
-fn binding_row(store: &Store) -> Binding {
+fn binding_row(store: &mut Store) -> Binding {
     match store.load_row(EntityKind::Binding, BINDING).unwrap() {
         Some(Row::Binding(binding)) => binding,
         other => panic!("expected the fixture's binding, found {other:?}"),
@@ -74,8 +74,8 @@ fn binding_row(store: &Store) -> Binding {
 
 #[test]
 fn a_v1_registration_reads_with_its_derived_endpoint_and_every_message_type() {
-    let imported = imported_fixture();
-    let binding = binding_row(&imported.store);
+    let mut imported = imported_fixture();
+    let binding = binding_row(&mut imported.store);
 
     let identity = Identity::parse(IDENTITY).unwrap();
     let address = PushAddress::parse(ADDRESS).unwrap();
@@ -159,7 +159,7 @@ fn the_same_device_registering_again_updates_its_v1_binding() {
         .map(|e| (e.stream.as_str(), e.event.type_name()))
         .collect();
     assert_eq!(kinds, [(BINDING, "BindingUpdated")]);
-    let binding = binding_row(&imported.store);
+    let binding = binding_row(&mut imported.store);
     assert_eq!(
         binding.date_updated,
         Timestamp::from_unix(REGISTERED_AT + 60)

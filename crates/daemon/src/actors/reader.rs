@@ -46,7 +46,7 @@ impl Readers {
             Some(conn) => conn,
             None => store::open_reader(&self.path, self.busy_timeout)?,
         };
-        let result = store::read_transaction(&conn, |conn| query(&ReadView::new(conn)));
+        let result = store::read_transaction(&conn, |db| query(&ReadView::new(db)));
         // One left inside a transaction (ending it failed) would keep its snapshot: not lent
         // again.
         if conn.is_autocommit() {

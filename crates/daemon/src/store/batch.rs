@@ -1,9 +1,9 @@
 //! Group commit: a batch of commands decided and committed in one transaction.
 
 use bindery_domain::*;
-use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 use super::apply::apply_counting;
+use super::sql::Db;
 use super::transaction::in_savepoint;
 use super::{
     deliveries, idempotency, log, rows, Committed, Envelope, Idempotency, Store, StoreError,
@@ -34,36 +34,42 @@ impl Store {
         records: &[DeliveryRecord],
         now: Timestamp,
     ) -> (Vec<Result<Committed, WriteError>>, Result<(), WriteError>) {
-        let tx = match self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-        {
-            Ok(tx) => tx,
-            Err(e) => return fail_all(batch, e.into()),
+        let mut head = match self.begin_write() {
+            Ok(head) => head,
+            Err(e) => return fail_all(batch, e),
         };
-        let mut results = Vec::with_capacity(batch.len());
-        for envelope in batch {
-            match in_savepoint(&tx, |savepoint| {
-                run_command(savepoint, &mut self.sids, envelope, now)
-            }) {
-                Ok(result) => results.push(result),
-                // Dropping the transaction rolls back the whole batch.
-                Err(e) => return fail_all(batch, e),
+        let (db, sids) = self.db_and_sids();
+        let mut run = || -> Result<_, StoreError> {
+            let mut results = Vec::with_capacity(batch.len());
+            for envelope in batch {
+                let before = head;
+                let result = in_savepoint(db, |savepoint| {
+                    run_command(savepoint, sids, &mut head, envelope, now)
+                })?;
+                if result.is_err() {
+                    // Its events rolled back with its savepoint, and their positions are free.
+                    head = before;
+                }
+                results.push(result);
             }
-        }
-        let recorded = if records.is_empty() {
-            Ok(())
-        } else {
-            match in_savepoint(&tx, |savepoint| {
-                deliveries::record(savepoint, records).map_err(|e| StoreError::from(e).into())
-            }) {
-                Ok(recorded) => recorded,
-                Err(e) => return fail_all(batch, e),
-            }
+            let recorded = if records.is_empty() {
+                Ok(())
+            } else {
+                in_savepoint(db, |savepoint| Ok(deliveries::record(savepoint, records)?))?
+            };
+            finish(db, batch, &results, now)?;
+            Ok((results, recorded))
         };
-        match finish(tx, batch, &results, now) {
-            Ok(()) => (results, recorded),
-            Err(e) => fail_all(batch, e),
+        let outcome = run();
+        match outcome {
+            Ok((results, recorded)) => match self.commit_write() {
+                Ok(()) => (results, recorded),
+                Err(e) => fail_all(batch, e),
+            },
+            Err(e) => {
+                self.rollback_write();
+                fail_all(batch, e)
+            }
         }
     }
 
@@ -94,19 +100,20 @@ fn fail_all(
 /// One command, inside its savepoint: answered from its idempotency key when the same request
 /// was seen, else decided, appended, projected and (with a key) remembered.
 fn run_command(
-    conn: &Connection,
+    db: &dyn Db,
     sids: &mut MonotonicSids,
+    head: &mut i64,
     envelope: &Envelope,
     now: Timestamp,
 ) -> Result<Committed, WriteError> {
     if let Some(idem) = &envelope.idempotency {
-        if let Some(answered) = remembered_answer(conn, idem, now)? {
+        if let Some(answered) = remembered_answer(db, idem, now)? {
             return Ok(answered);
         }
     }
-    let mut committed = decide_and_append(conn, sids, envelope, now)?;
+    let mut committed = decide_and_append(db, sids, head, envelope, now)?;
     if let Some(idem) = &envelope.idempotency {
-        remember_answer(conn, idem, &mut committed, now)?;
+        remember_answer(db, idem, &mut committed, now)?;
     }
     Ok(committed)
 }
@@ -114,11 +121,11 @@ fn run_command(
 /// The answer remembered for this key, if the same request used it within a day; refused if
 /// a different request did.
 fn remembered_answer(
-    conn: &Connection,
+    db: &dyn Db,
     idem: &Idempotency,
     now: Timestamp,
 ) -> Result<Option<Committed>, WriteError> {
-    let found = idempotency::lookup(conn, &idem.scope, &idem.key, now).map_err(StoreError::from)?;
+    let found = idempotency::lookup(db, &idem.scope, &idem.key, now)?;
     match found {
         Some(seen) if seen.fingerprint == idem.fingerprint => Ok(Some(Committed {
             response: Some(seen.response),
@@ -132,27 +139,29 @@ fn remembered_answer(
 /// Decides the command against the projections, then appends each event to the log and
 /// applies it to them.
 fn decide_and_append(
-    conn: &Connection,
+    db: &dyn Db,
     sids: &mut MonotonicSids,
+    head: &mut i64,
     envelope: &Envelope,
     now: Timestamp,
 ) -> Result<Committed, WriteError> {
-    let decision = match decide(&rows::SqlState(conn), sids, &envelope.command) {
+    let decision = match decide(&rows::SqlState(db), sids, &envelope.command) {
         Ok(decision) => decision,
         Err(Refusal::Domain(e)) => return Err(e.into()),
-        Err(Refusal::State(e)) => return Err(StoreError::from(e).into()),
+        Err(Refusal::State(e)) => return Err(e.into()),
     };
     let mut committed = Committed {
         created: decision.created,
         ..Committed::default()
     };
     for pending in &decision.events {
-        let recorded = log::append(conn, pending, now, envelope.request_id.as_deref())?;
-        let row = apply_counting(conn, &recorded, &mut committed.binding_changes)?;
+        *head += 1;
+        let recorded = log::append(db, pending, *head, now, envelope.request_id.as_deref())?;
+        let row = apply_counting(db, &recorded, &mut committed.binding_changes)?;
         if row.is_none() && recorded.event.entity() == EntityKind::Binding {
             // Its delivery records (not events, so not replayed) go with it, in this
             // transaction: records of removed bindings never pile up.
-            deliveries::forget_binding(conn, &recorded.stream).map_err(StoreError::from)?;
+            deliveries::forget_binding(db, &recorded.stream)?;
         }
         if recorded.stream == decision.subject {
             committed.row = row;
@@ -164,30 +173,23 @@ fn decide_and_append(
 
 /// Renders the committed command's answer and remembers it under its key.
 fn remember_answer(
-    conn: &Connection,
+    db: &dyn Db,
     idem: &Idempotency,
     committed: &mut Committed,
     now: Timestamp,
 ) -> Result<(), WriteError> {
     committed.response = (idem.render)(committed);
     if let Some(response) = &committed.response {
-        idempotency::remember(
-            conn,
-            &idem.scope,
-            &idem.key,
-            &idem.fingerprint,
-            response,
-            now,
-        )
-        .map_err(StoreError::from)?;
+        idempotency::remember(db, &idem.scope, &idem.key, &idem.fingerprint, response, now)?;
     }
     Ok(())
 }
 
-/// Ends the batch: moves the projections' checkpoint to the last event appended, drops
-/// answers older than a day (only when this batch may have remembered one), and commits.
+/// Ends the batch before its commit: moves the projections' checkpoint to the last event
+/// appended, and drops answers older than a day (only when this batch may have remembered
+/// one).
 fn finish(
-    tx: Transaction,
+    db: &dyn Db,
     batch: &[Envelope],
     results: &[Result<Committed, WriteError>],
     now: Timestamp,
@@ -199,11 +201,10 @@ fn finish(
         .find_map(|committed| committed.events.last())
         .map(|event| event.position);
     if let Some(position) = last_position {
-        log::set_checkpoint(&tx, position)?;
+        log::set_checkpoint(db, position)?;
     }
     if batch.iter().any(|e| e.idempotency.is_some()) {
-        idempotency::expire(&tx, now)?;
+        idempotency::expire(db, now)?;
     }
-    tx.commit()?;
     Ok(())
 }

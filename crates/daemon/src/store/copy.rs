@@ -41,9 +41,17 @@ impl Store {
         input: &mut dyn std::io::BufRead,
         key: &ImportKey,
     ) -> Result<ImportReport, StoreError> {
-        let report = replay::import(&mut self.conn, input, key)?;
+        self.begin_write()?;
+        let report = match replay::import(self.db(), input, key) {
+            Ok(report) => report,
+            Err(e) => {
+                self.rollback_write();
+                return Err(e);
+            }
+        };
+        self.commit_write()?;
         // New SIDs must sort after the imported ones.
-        self.sids = MonotonicSids::after(replay::newest_sid(&self.conn)?);
+        self.sids = MonotonicSids::after(replay::newest_sid(self.db())?);
         Ok(report)
     }
 }

@@ -6,6 +6,13 @@ use bindery_domain::{DomainError, ProjectionError};
 pub enum StoreError {
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("database error: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// The database did not answer within `storage.busy_timeout`.
+    #[error("the database did not answer within {0:?}")]
+    Timeout(std::time::Duration),
+    #[error("a stored value (column {column} of a row) is unreadable: {what}")]
+    Unreadable { column: usize, what: String },
     #[error("the log is inconsistent at position {position}: {what}")]
     Corrupt { position: i64, what: String },
     #[error(transparent)]
@@ -24,7 +31,22 @@ pub enum StoreError {
     Seal(#[from] crate::seal::SealError),
 }
 
+impl From<rusqlite::types::FromSqlError> for StoreError {
+    fn from(error: rusqlite::types::FromSqlError) -> Self {
+        StoreError::Sqlite(error.into())
+    }
+}
+
 impl StoreError {
+    /// A stored value that cannot be read back: the database was changed behind Bindery's
+    /// back.
+    pub fn column(index: usize, what: impl std::fmt::Display) -> StoreError {
+        StoreError::Unreadable {
+            column: index,
+            what: what.to_string(),
+        }
+    }
+
     /// What is wrong, in words that name no path or query: for answers anyone may read
     /// (`/readyz` is unauthenticated). The log has the error itself.
     pub fn kind_of_failure(&self) -> &'static str {
@@ -43,7 +65,10 @@ impl StoreError {
             }
             StoreError::Io(_) => "the file system failed a read or write",
             StoreError::Sqlite(_) => "the database failed",
+            StoreError::Postgres(e) => postgres_failure(e),
+            StoreError::Timeout(_) => "the database does not answer",
             StoreError::Corrupt { .. } | StoreError::Projection(_) => "the log is inconsistent",
+            StoreError::Unreadable { .. } => "the database holds a value Bindery did not write",
             StoreError::TooNew { .. } => "the database was written by a newer Bindery",
             StoreError::Refused(_) => "the database refused",
             StoreError::Seal(_) => "the key that seals credentials is unusable",
@@ -59,9 +84,36 @@ impl StoreError {
                 e.code,
                 DatabaseBusy | DatabaseLocked | DiskFull | ReadOnly | SystemIoFailure | CannotOpen
             ),
-            StoreError::Io(_) => true,
+            StoreError::Io(_) | StoreError::Timeout(_) => true,
+            StoreError::Postgres(e) => postgres_unavailable(e),
             _ => false,
         }
+    }
+}
+
+/// PostgreSQL's errors that mean "not now": the connection (lost, refused, closed by a
+/// shutdown or failover), a standby that takes no writes, too many connections, a
+/// serialization failure or deadlock (a transaction to run again).
+fn postgres_unavailable(error: &tokio_postgres::Error) -> bool {
+    let Some(db) = error.as_db_error() else {
+        // Not an answer of the server: the socket, the connection, a timeout.
+        return true;
+    };
+    let code = db.code().code();
+    code.starts_with("08")
+        || code.starts_with("57P")
+        || matches!(code, "53300" | "25006" | "40001" | "40P01" | "55000")
+}
+
+fn postgres_failure(error: &tokio_postgres::Error) -> &'static str {
+    match error.as_db_error().map(|db| db.code().code()) {
+        None => "the database cannot be reached",
+        Some("25006") => "the database is read-only (a standby)",
+        Some("53300") => "the database has no connection free",
+        Some(code) if code.starts_with("08") || code.starts_with("57P") => {
+            "the database cannot be reached"
+        }
+        Some(_) => "the database failed",
     }
 }
 

@@ -4,9 +4,9 @@
 //! it is written in the same transaction as the command it remembers.
 
 use bindery_domain::Timestamp;
-use rusqlite::{params, Connection, OptionalExtension};
 
-use super::StoredResponse;
+use super::sql::{Arg, Db};
+use super::{StoreError, StoredResponse};
 
 /// How long a key is remembered.
 pub const KEEP_SECONDS: i64 = 24 * 60 * 60;
@@ -17,55 +17,61 @@ pub struct Remembered {
 }
 
 pub fn lookup(
-    conn: &Connection,
+    db: &dyn Db,
     scope: &str,
     key: &str,
     now: Timestamp,
-) -> rusqlite::Result<Option<Remembered>> {
-    conn.prepare_cached(
+) -> Result<Option<Remembered>, StoreError> {
+    db.one(
         "SELECT fingerprint, status, body FROM idempotency_keys \
          WHERE scope = ?1 AND key = ?2 AND created_at > ?3",
-    )?
-    .query_row(params![scope, key, now.unix() - KEEP_SECONDS], |r| {
-        Ok(Remembered {
-            fingerprint: r.get(0)?,
-            response: StoredResponse {
-                status: r.get(1)?,
-                body: r.get(2)?,
-            },
-        })
-    })
-    .optional()
+        &[
+            Arg::Text(scope),
+            Arg::Text(key),
+            Arg::Int(now.unix() - KEEP_SECONDS),
+        ],
+        |r| {
+            Ok(Remembered {
+                fingerprint: r.text(0)?.to_owned(),
+                response: StoredResponse {
+                    status: u16::try_from(r.int(1)?).map_err(|e| StoreError::column(1, e))?,
+                    body: r.text(2)?.to_owned(),
+                },
+            })
+        },
+    )
 }
 
 pub fn remember(
-    conn: &Connection,
+    db: &dyn Db,
     scope: &str,
     key: &str,
     fingerprint: &str,
     response: &StoredResponse,
     now: Timestamp,
-) -> rusqlite::Result<()> {
-    conn.prepare_cached(
+) -> Result<(), StoreError> {
+    db.execute(
         "INSERT INTO idempotency_keys (scope, key, fingerprint, status, body, created_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
          ON CONFLICT (scope, key) DO UPDATE SET fingerprint = excluded.fingerprint, \
          status = excluded.status, body = excluded.body, created_at = excluded.created_at",
-    )?
-    .execute(params![
-        scope,
-        key,
-        fingerprint,
-        response.status,
-        response.body,
-        now.unix()
-    ])?;
+        &[
+            Arg::Text(scope),
+            Arg::Text(key),
+            Arg::Text(fingerprint),
+            Arg::Int(i64::from(response.status)),
+            Arg::Text(&response.body),
+            Arg::Int(now.unix()),
+        ],
+    )?;
     Ok(())
 }
 
 /// Forgets keys older than a day.
-pub fn expire(conn: &Connection, now: Timestamp) -> rusqlite::Result<()> {
-    conn.prepare_cached("DELETE FROM idempotency_keys WHERE created_at <= ?1")?
-        .execute([now.unix() - KEEP_SECONDS])?;
+pub fn expire(db: &dyn Db, now: Timestamp) -> Result<(), StoreError> {
+    db.execute(
+        "DELETE FROM idempotency_keys WHERE created_at <= ?1",
+        &[Arg::Int(now.unix() - KEEP_SECONDS)],
+    )?;
     Ok(())
 }

@@ -1,9 +1,9 @@
 //! The event log: appending, and reading back in order. The log is the only source of truth.
 
 use bindery_domain::*;
-use rusqlite::{params, Connection};
 use serde::{Deserialize, Serialize};
 
+use super::sql::{cached_sql, Arg, Db, Engine, SqlRow};
 use super::StoreError;
 
 /// An event exactly as stored: its data is the stored JSON text, untouched, which is what
@@ -85,135 +85,162 @@ fn decode(columns: Columns) -> Result<RecordedEvent, StoreError> {
 const SELECT_EVENTS: &str = "SELECT position, stream, stream_version, type, schema_version, data, \
      recorded_at, account_sid, service_sid, request_id FROM events";
 
-fn stored(r: &rusqlite::Row) -> rusqlite::Result<StoredEvent> {
-    let data: String = r.get(5)?;
+fn stored(r: &dyn SqlRow) -> Result<StoredEvent, StoreError> {
     Ok(StoredEvent {
-        position: r.get(0)?,
-        stream: r.get(1)?,
-        stream_version: r.get(2)?,
-        type_name: r.get(3)?,
-        schema_version: r.get(4)?,
-        data: serde_json::value::RawValue::from_string(data).map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(5, rusqlite::types::Type::Text, Box::new(e))
-        })?,
-        recorded_at: Timestamp::from_unix(r.get(6)?).to_string(),
-        account_sid: r.get(7)?,
-        service_sid: r.get(8)?,
-        request_id: r.get(9)?,
+        position: r.int(0)?,
+        stream: r.text(1)?.to_owned(),
+        stream_version: r.int(2)?,
+        type_name: r.text(3)?.to_owned(),
+        schema_version: u32::try_from(r.int(4)?).map_err(|e| StoreError::column(4, e))?,
+        data: serde_json::value::RawValue::from_string(r.text(5)?.to_owned())
+            .map_err(|e| StoreError::column(5, e))?,
+        recorded_at: Timestamp::from_unix(r.int(6)?).to_string(),
+        account_sid: r.text(7)?.to_owned(),
+        service_sid: r.opt_text(8)?.map(str::to_owned),
+        request_id: r.opt_text(9)?.map(str::to_owned),
     })
 }
 
-/// The events matching `condition` (SQL over the events table, with `params`), in the order
+/// The events matching `condition` (SQL over the events table, with `args`), in the order
 /// and number `tail` gives (e.g. `ORDER BY position LIMIT 51`).
 pub fn select(
-    conn: &Connection,
+    db: &dyn Db,
     condition: &str,
     tail: &str,
-    params: &[&dyn rusqlite::ToSql],
+    args: &[Arg<'_>],
 ) -> Result<Vec<StoredEvent>, StoreError> {
-    let mut statement =
-        conn.prepare_cached(&format!("{SELECT_EVENTS} WHERE {condition} {tail}"))?;
-    let events = statement
-        .query_map(params, stored)?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(events)
+    db.all(
+        &format!("{SELECT_EVENTS} WHERE {condition} {tail}"),
+        args,
+        stored,
+    )
 }
 
-/// Calls `each` on every event after `after`, oldest first, without holding them all in memory.
+/// Events are read this many at a time by [`for_each`] and [`for_each_decoded`], so that a
+/// walk over the whole log holds one page in memory, on either engine.
+const PAGE: i64 = 10_000;
+
+/// Calls `each` on every event after `after`, oldest first, a page at a time. Run it in one
+/// transaction (a read transaction, or the writer's) for one snapshot.
 pub fn for_each(
-    conn: &Connection,
+    db: &dyn Db,
     after: i64,
     mut each: impl FnMut(StoredEvent) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
-    let mut statement = conn.prepare_cached(&format!(
-        "{SELECT_EVENTS} WHERE position > ?1 ORDER BY position"
-    ))?;
-    let mut rows = statement.query([after])?;
-    while let Some(row) = rows.next()? {
-        each(stored(row)?)?;
+    let mut after = after;
+    loop {
+        let page = db.all(
+            cached_sql!("{SELECT_EVENTS} WHERE position > ?1 ORDER BY position LIMIT ?2"),
+            &[Arg::Int(after), Arg::Int(PAGE)],
+            stored,
+        )?;
+        let Some(last) = page.last().map(|e| e.position) else {
+            return Ok(());
+        };
+        for event in page {
+            each(event)?;
+        }
+        after = last;
     }
-    Ok(())
 }
 
 /// Calls `each` on every event, oldest first, decoded straight from its row (replay's path:
 /// no stored text kept, no timestamp formatted and parsed again).
 pub fn for_each_decoded(
-    conn: &Connection,
+    db: &dyn Db,
     mut each: impl FnMut(RecordedEvent) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
-    let mut statement = conn.prepare_cached(&format!("{SELECT_EVENTS} ORDER BY position"))?;
-    let mut rows = statement.query([])?;
-    while let Some(row) = rows.next()? {
-        let text = |i: usize| row.get_ref(i)?.as_str().map_err(rusqlite::Error::from);
-        let optional = |i: usize| {
-            row.get_ref(i)?
-                .as_str_or_null()
-                .map_err(rusqlite::Error::from)
-        };
-        each(decode(Columns {
-            position: row.get(0)?,
-            stream: text(1)?,
-            stream_version: row.get(2)?,
-            type_name: text(3)?,
-            schema_version: row.get(4)?,
-            data: text(5)?,
-            recorded_at: Timestamp::from_unix(row.get(6)?),
-            account_sid: text(7)?,
-            service_sid: optional(8)?,
-            request_id: optional(9)?,
-        })?)?;
+    let mut after = 0;
+    loop {
+        let mut read = 0;
+        db.each(
+            cached_sql!("{SELECT_EVENTS} WHERE position > ?1 ORDER BY position LIMIT ?2"),
+            &[Arg::Int(after), Arg::Int(PAGE)],
+            &mut |row| {
+                let recorded = decode(Columns {
+                    position: row.int(0)?,
+                    stream: row.text(1)?,
+                    stream_version: row.int(2)?,
+                    type_name: row.text(3)?,
+                    schema_version: u32::try_from(row.int(4)?)
+                        .map_err(|e| StoreError::column(4, e))?,
+                    data: row.text(5)?,
+                    recorded_at: Timestamp::from_unix(row.int(6)?),
+                    account_sid: row.text(7)?,
+                    service_sid: row.opt_text(8)?,
+                    request_id: row.opt_text(9)?,
+                })?;
+                after = recorded.position;
+                read += 1;
+                each(recorded)
+            },
+        )?;
+        if read < PAGE {
+            return Ok(());
+        }
     }
-    Ok(())
 }
 
 /// Whether any credential event holds a value sealed under a key (`seal::SEALED_PREFIX`):
 /// then the data dir cannot do with a new key. Deleted credentials count too, since their
 /// events are still exported and imported.
-pub fn holds_sealed_secrets(conn: &Connection) -> Result<bool, StoreError> {
-    Ok(conn
-        .prepare_cached(
+pub fn holds_sealed_secrets(db: &dyn Db) -> Result<bool, StoreError> {
+    let sql = match db.engine() {
+        Engine::Sqlite => {
             "SELECT EXISTS (SELECT 1 FROM events, json_each(events.data, '$.secrets') AS field \
              WHERE events.type IN ('CredentialCreated', 'CredentialUpdated') \
-             AND substr(field.value, 1, ?2) = ?1)",
-        )?
-        .query_row(
-            params![
-                crate::seal::SEALED_PREFIX,
-                crate::seal::SEALED_PREFIX.len() as i64
-            ],
-            |r| r.get(0),
-        )?)
+             AND substr(field.value, 1, ?2) = ?1)"
+        }
+        Engine::Postgres => {
+            "SELECT EXISTS (SELECT 1 FROM events, \
+             json_each_text(events.data::json -> 'secrets') AS field \
+             WHERE events.type IN ('CredentialCreated', 'CredentialUpdated') \
+             AND substr(field.value, 1, ?2) = ?1)"
+        }
+    };
+    db.value(
+        sql,
+        &[
+            Arg::Text(crate::seal::SEALED_PREFIX),
+            Arg::Int(crate::seal::SEALED_PREFIX.len() as i64),
+        ],
+        |r| r.bool(0),
+    )
 }
 
-/// Appends one event to its stream at the next stream version.
+/// Appends one event to its stream at the next stream version, at log `position` (the next
+/// one: the batch keeps the count, under the engine's write lock).
 pub fn append(
-    conn: &Connection,
+    db: &dyn Db,
     event: &PendingEvent,
+    position: i64,
     at: Timestamp,
     request_id: Option<&str>,
 ) -> Result<RecordedEvent, StoreError> {
-    let stream_version: i64 = conn
-        .prepare_cached(
-            "SELECT COALESCE(MAX(stream_version), 0) + 1 FROM events WHERE stream = ?1",
-        )?
-        .query_row([&event.stream], |r| r.get(0))?;
-    conn.prepare_cached(
-        "INSERT INTO events (stream, stream_version, type, schema_version, data, recorded_at, \
-         account_sid, service_sid, request_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )?
-    .execute(params![
-        event.stream,
-        stream_version,
-        event.event.type_name(),
-        event.event.schema_version(),
-        event.event.encode_data(),
-        at.unix(),
-        event.account_sid.as_str(),
-        event.service_sid.as_ref().map(|s| s.as_str()),
-        request_id,
-    ])?;
+    let stream_version = db.value(
+        "SELECT COALESCE(MAX(stream_version), 0) + 1 FROM events WHERE stream = ?1",
+        &[Arg::Text(&event.stream)],
+        |r| r.int(0),
+    )?;
+    db.execute(
+        "INSERT INTO events (position, stream, stream_version, type, schema_version, data, \
+         recorded_at, account_sid, service_sid, request_id) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        &[
+            Arg::Int(position),
+            Arg::Text(&event.stream),
+            Arg::Int(stream_version),
+            Arg::Text(event.event.type_name()),
+            Arg::Int(i64::from(event.event.schema_version())),
+            Arg::Text(&event.event.encode_data()),
+            Arg::Int(at.unix()),
+            Arg::Text(event.account_sid.as_str()),
+            Arg::OptText(event.service_sid.as_ref().map(|s| s.as_str())),
+            Arg::OptText(request_id),
+        ],
+    )?;
     Ok(RecordedEvent {
-        position: conn.last_insert_rowid(),
+        position,
         stream: event.stream.clone(),
         stream_version,
         account_sid: event.account_sid,
@@ -225,44 +252,48 @@ pub fn append(
 }
 
 /// Inserts an event read from an export, keeping its position and stored text.
-pub fn insert_stored(conn: &Connection, event: &StoredEvent) -> Result<(), StoreError> {
+pub fn insert_stored(db: &dyn Db, event: &StoredEvent) -> Result<(), StoreError> {
     let recorded_at =
         Timestamp::parse_rfc3339(&event.recorded_at).ok_or_else(|| StoreError::Corrupt {
             position: event.position,
             what: format!("bad recorded_at {:?}", event.recorded_at),
         })?;
-    conn.prepare_cached(
+    db.execute(
         "INSERT INTO events (position, stream, stream_version, type, schema_version, data, \
          recorded_at, account_sid, service_sid, request_id) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-    )?
-    .execute(params![
-        event.position,
-        event.stream,
-        event.stream_version,
-        event.type_name,
-        event.schema_version,
-        event.data.get(),
-        recorded_at.unix(),
-        event.account_sid,
-        event.service_sid,
-        event.request_id,
-    ])?;
+        &[
+            Arg::Int(event.position),
+            Arg::Text(&event.stream),
+            Arg::Int(event.stream_version),
+            Arg::Text(&event.type_name),
+            Arg::Int(i64::from(event.schema_version)),
+            Arg::Text(event.data.get()),
+            Arg::Int(recorded_at.unix()),
+            Arg::Text(&event.account_sid),
+            Arg::OptText(event.service_sid.as_deref()),
+            Arg::OptText(event.request_id.as_deref()),
+        ],
+    )?;
     Ok(())
 }
 
-pub fn last_position(conn: &Connection) -> rusqlite::Result<i64> {
-    conn.prepare_cached("SELECT COALESCE(MAX(position), 0) FROM events")?
-        .query_row([], |r| r.get(0))
+pub fn last_position(db: &dyn Db) -> Result<i64, StoreError> {
+    db.value("SELECT COALESCE(MAX(position), 0) FROM events", &[], |r| {
+        r.int(0)
+    })
 }
 
-pub fn checkpoint(conn: &Connection) -> rusqlite::Result<i64> {
-    conn.prepare_cached("SELECT position FROM checkpoint WHERE id = 1")?
-        .query_row([], |r| r.get(0))
+pub fn checkpoint(db: &dyn Db) -> Result<i64, StoreError> {
+    db.value("SELECT position FROM checkpoint WHERE id = 1", &[], |r| {
+        r.int(0)
+    })
 }
 
-pub fn set_checkpoint(conn: &Connection, position: i64) -> rusqlite::Result<()> {
-    conn.prepare_cached("UPDATE checkpoint SET position = ?1 WHERE id = 1")?
-        .execute([position])?;
+pub fn set_checkpoint(db: &dyn Db, position: i64) -> Result<(), StoreError> {
+    db.execute(
+        "UPDATE checkpoint SET position = ?1 WHERE id = 1",
+        &[Arg::Int(position)],
+    )?;
     Ok(())
 }

@@ -3,29 +3,25 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::io::{BufRead, Write};
-use std::path::Path;
-use std::time::Duration;
-
-use rusqlite::types::Value;
-use rusqlite::{Connection, TransactionBehavior};
 
 use bindery_domain::Event;
 
 use super::apply::apply;
-use super::{log, schema, StoreError};
+use super::sql::{self, Arg, Db, Engine, Value};
+use super::{log, rows, StoreError, PROJECTION_TABLES};
 use crate::seal::ImportKey;
 
 /// The newest SID in the log, as a number, so that new SIDs sort after every existing one.
-pub fn newest_sid(conn: &Connection) -> Result<Option<u128>, StoreError> {
+pub fn newest_sid(db: &dyn Db) -> Result<Option<u128>, StoreError> {
     let mut newest = None;
-    let mut statement = conn.prepare_cached(
-        "SELECT stream FROM events WHERE stream >= ?1 AND stream < ?2 ORDER BY stream DESC LIMIT 1",
-    )?;
     for prefix in ["AC", "SK", "IS", "CR", "US", "BS"] {
         let upper = format!("{prefix}~");
-        let stream: Option<String> = statement
-            .query_row([prefix, upper.as_str()], |r| r.get(0))
-            .ok();
+        let stream = db.one(
+            "SELECT stream FROM events WHERE stream >= ?1 AND stream < ?2 \
+             ORDER BY stream DESC LIMIT 1",
+            &[Arg::Text(prefix), Arg::Text(&upper)],
+            |r| Ok(r.text(0)?.to_owned()),
+        )?;
         let value = stream.and_then(|s| u128::from_str_radix(s.get(2..)?, 16).ok());
         newest = newest.max(value);
     }
@@ -42,44 +38,64 @@ const REBUILD_CACHE_KIB: i64 = 256 * 1024;
 /// are dropped first and created again at the end: one sort each instead of an update at a
 /// random place per event, and the unique ones check the replayed rows all at once (a log
 /// that breaks an invariant fails the rebuild, and its transaction rolls back).
-pub fn rebuild_in(conn: &Connection) -> Result<u64, StoreError> {
-    let indexes = projection_indexes(conn)?;
+pub fn rebuild_in(db: &dyn Db) -> Result<u64, StoreError> {
+    let indexes = projection_indexes(db)?;
     for (name, _) in &indexes {
-        conn.execute(&format!("DROP INDEX \"{name}\""), [])?;
+        db.batch(&format!("DROP INDEX \"{name}\""))?;
     }
-    for table in schema::PROJECTION_TABLES {
-        conn.execute(&format!("DELETE FROM {table}"), [])?;
+    for table in PROJECTION_TABLES {
+        db.batch(&format!("DELETE FROM {table}"))?;
     }
-    let cache: i64 = conn.query_row("PRAGMA cache_size", [], |r| r.get(0))?;
-    conn.pragma_update(None, "cache_size", -REBUILD_CACHE_KIB)?;
-    let replayed = replay_into(conn, conn).and_then(|replayed| {
+    let cache = match db.engine() {
+        Engine::Sqlite => {
+            let cache = db.value("PRAGMA cache_size", &[], |r| r.int(0))?;
+            db.batch(&format!("PRAGMA cache_size = {}", -REBUILD_CACHE_KIB))?;
+            Some(cache)
+        }
+        Engine::Postgres => None,
+    };
+    let replayed = replay_into(db, db).and_then(|replayed| {
         for (_, sql) in &indexes {
-            conn.execute(sql, [])?;
+            db.batch(sql)?;
         }
         Ok(replayed)
     });
-    conn.pragma_update(None, "cache_size", cache)?;
+    if let Some(cache) = cache {
+        db.batch(&format!("PRAGMA cache_size = {cache}"))?;
+    }
     replayed
 }
 
-/// The (name, CREATE statement) of every index on a projection table that SQLite does not
-/// make by itself (those hold the primary keys).
-fn projection_indexes(conn: &Connection) -> Result<Vec<(String, String)>, StoreError> {
-    let mut statement = conn.prepare(
-        "SELECT tbl_name, name, sql FROM sqlite_schema WHERE type = 'index' AND sql IS NOT NULL",
-    )?;
-    let mut indexes = Vec::new();
-    for index in statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))? {
-        let (table, name, sql): (String, String, String) = index?;
-        if schema::PROJECTION_TABLES.contains(&table.as_str()) {
-            indexes.push((name, sql));
+/// The (name, CREATE statement) of every index on a projection table that the engine does
+/// not make by itself (those hold the primary keys).
+fn projection_indexes(db: &dyn Db) -> Result<Vec<(String, String)>, StoreError> {
+    let sql = match db.engine() {
+        Engine::Sqlite => {
+            "SELECT tbl_name, name, sql FROM sqlite_schema \
+             WHERE type = 'index' AND sql IS NOT NULL"
         }
-    }
-    Ok(indexes)
+        Engine::Postgres => {
+            "SELECT i.tablename, i.indexname, i.indexdef FROM pg_indexes AS i \
+             WHERE i.schemaname = current_schema() AND NOT EXISTS (SELECT 1 FROM \
+             pg_constraint AS c WHERE c.conname = i.indexname AND c.contype = 'p')"
+        }
+    };
+    let all = db.all(sql, &[], |r| {
+        Ok((
+            r.text(0)?.to_owned(),
+            r.text(1)?.to_owned(),
+            r.text(2)?.to_owned(),
+        ))
+    })?;
+    Ok(all
+        .into_iter()
+        .filter(|(table, _, _)| PROJECTION_TABLES.contains(&table.as_str()))
+        .map(|(_, name, sql)| (name, sql))
+        .collect())
 }
 
 /// Replays the log of `source` into the projections of `target`, setting its checkpoint.
-fn replay_into(source: &Connection, target: &Connection) -> Result<u64, StoreError> {
+fn replay_into(source: &dyn Db, target: &dyn Db) -> Result<u64, StoreError> {
     let (mut count, mut last) = (0, 0);
     log::for_each_decoded(source, |recorded| {
         apply(target, &recorded)?;
@@ -145,24 +161,24 @@ fn show(column: &str, value: &Value) -> String {
     }
     match value {
         Value::Null => "NULL".to_owned(),
-        Value::Integer(i) => i.to_string(),
-        Value::Real(r) => r.to_string(),
+        Value::Int(i) => i.to_string(),
         Value::Text(t) => format!("{t:?}"),
-        Value::Blob(b) => format!("a blob of {} bytes", b.len()),
     }
 }
 
-pub fn verify(path: &Path, busy_timeout: Duration) -> Result<Vec<Difference>, StoreError> {
-    let live = super::open_reader(path, busy_timeout)?;
-    let mut scratch = Connection::open_in_memory()?;
-    schema::migrate(&mut scratch)?;
-    let tx = scratch.transaction()?;
+/// Replays the log of `live` into a scratch SQLite database in memory, whichever engine
+/// `live` is (the projection rule does not depend on it), and compares every projection
+/// row with the live one, as of one snapshot of `live`.
+pub fn verify(live: &dyn Db) -> Result<Vec<Difference>, StoreError> {
+    let mut scratch = rusqlite::Connection::open_in_memory()?;
+    super::sqlite::schema::migrate(&mut scratch)?;
+    scratch.execute_batch("BEGIN")?;
     // Read the log and the projections as of one moment, even while a server writes.
-    super::read_transaction(&live, |live| {
-        replay_into(live, &tx)?;
+    super::read_transaction(live, |live| {
+        replay_into(live, &scratch)?;
         let mut differences = Vec::new();
-        for table in schema::PROJECTION_TABLES {
-            compare_table(live, &tx, table, &mut differences)?;
+        for table in PROJECTION_TABLES {
+            compare_table(live, &scratch, table, &mut differences)?;
         }
         let (live_checkpoint, replayed) = (log::checkpoint(live)?, log::last_position(live)?);
         if live_checkpoint != replayed {
@@ -175,78 +191,88 @@ pub fn verify(path: &Path, busy_timeout: Duration) -> Result<Vec<Difference>, St
     })
 }
 
-/// Walks both tables in SID order side by side, so memory stays flat however large they are.
+/// A table's columns, named in one order on both sides of a comparison.
+fn columns_of(table: &str) -> &'static str {
+    match table {
+        "accounts" => rows::ACCOUNT_COLUMNS,
+        "api_keys" => rows::API_KEY_COLUMNS,
+        "services" => rows::SERVICE_COLUMNS,
+        "credentials" => rows::CREDENTIAL_COLUMNS,
+        "users" => rows::USER_COLUMNS,
+        "bindings" => rows::BINDING_COLUMNS,
+        other => unreachable!("{other} is no projection table"),
+    }
+}
+
+/// Both tables' rows in SID order, compared side by side.
 fn compare_table(
-    live: &Connection,
-    replayed: &Connection,
+    live: &dyn Db,
+    replayed: &dyn Db,
     table: &'static str,
     out: &mut Vec<Difference>,
 ) -> Result<(), StoreError> {
-    let sql = format!("SELECT * FROM {table} ORDER BY sid");
-    let mut live_statement = live.prepare(&sql)?;
-    let mut replayed_statement = replayed.prepare(&sql)?;
-    let columns: Vec<String> = live_statement.column_names().map(str::to_owned).collect();
-    let read = |row: &rusqlite::Row| -> rusqlite::Result<Vec<Value>> {
-        (0..columns.len()).map(|i| row.get(i)).collect()
+    let names: Vec<&str> = columns_of(table).split(',').map(str::trim).collect();
+    let sql = format!("SELECT {} FROM {table} ORDER BY sid", columns_of(table));
+    let read = |row: &dyn sql::SqlRow| -> Result<Vec<Value>, StoreError> {
+        (0..names.len()).map(|i| row.value(i)).collect()
     };
-    let mut live_rows = live_statement.query([])?;
-    let mut replayed_rows = replayed_statement.query([])?;
-    let mut next_live = live_rows.next()?.map(read).transpose()?;
-    let mut next_replayed = replayed_rows.next()?.map(read).transpose()?;
+    let live_rows = live.all(&sql, &[], read)?;
+    let replayed_rows = replayed.all(&sql, &[], read)?;
     let sid_of = |row: &[Value]| match &row[0] {
         Value::Text(sid) => sid.clone(),
         other => format!("{other:?}"),
     };
+    let (mut l, mut r) = (live_rows.iter().peekable(), replayed_rows.iter().peekable());
     loop {
-        match (&next_live, &next_replayed) {
+        match (l.peek(), r.peek()) {
             (None, None) => return Ok(()),
-            (Some(l), Some(r)) if sid_of(l) == sid_of(r) => {
-                for (i, column) in columns.iter().enumerate() {
-                    if l[i] != r[i] {
+            (Some(a), Some(b)) if sid_of(a) == sid_of(b) => {
+                for (i, column) in names.iter().enumerate() {
+                    if a[i] != b[i] {
                         out.push(Difference::Column {
                             table,
-                            sid: sid_of(l),
-                            column: column.clone(),
-                            live: show(column, &l[i]),
-                            replayed: show(column, &r[i]),
+                            sid: sid_of(a),
+                            column: (*column).to_owned(),
+                            live: show(column, &a[i]),
+                            replayed: show(column, &b[i]),
                         });
                     }
                 }
-                next_live = live_rows.next()?.map(read).transpose()?;
-                next_replayed = replayed_rows.next()?.map(read).transpose()?;
+                l.next();
+                r.next();
             }
-            (Some(l), r) if r.as_ref().is_none_or(|r| sid_of(l) < sid_of(r)) => {
+            (Some(a), b) if b.is_none_or(|b| sid_of(a) < sid_of(b)) => {
                 out.push(Difference::OnlyLive {
                     table,
-                    sid: sid_of(l),
+                    sid: sid_of(a),
                 });
-                next_live = live_rows.next()?.map(read).transpose()?;
+                l.next();
             }
-            (_, Some(r)) => {
+            (_, Some(b)) => {
                 out.push(Difference::OnlyReplayed {
                     table,
-                    sid: sid_of(r),
+                    sid: sid_of(b),
                 });
-                next_replayed = replayed_rows.next()?.map(read).transpose()?;
+                r.next();
             }
             (Some(_), None) => unreachable!("handled above"),
         }
     }
 }
 
-pub fn export(conn: &Connection, out: &mut dyn Write) -> Result<u64, StoreError> {
+pub fn export(db: &dyn Db, out: &mut dyn Write) -> Result<u64, StoreError> {
     // One snapshot, so an export taken while a server writes is a consistent prefix.
-    let tx = conn.unchecked_transaction()?;
-    let mut count = 0;
-    log::for_each(&tx, 0, |event| {
-        serde_json::to_writer(&mut *out, &event).map_err(std::io::Error::from)?;
-        out.write_all(b"\n")?;
-        count += 1;
-        Ok(())
-    })?;
-    out.flush()?;
-    tx.finish()?;
-    Ok(count)
+    super::read_transaction(db, |db| {
+        let mut count = 0;
+        log::for_each(db, 0, |event| {
+            serde_json::to_writer(&mut *out, &event).map_err(std::io::Error::from)?;
+            out.write_all(b"\n")?;
+            count += 1;
+            Ok(())
+        })?;
+        out.flush()?;
+        Ok(count)
+    })
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -255,16 +281,16 @@ pub struct ImportReport {
     pub last_position: i64,
 }
 
-/// Reads an export into the empty store of `conn`. Every sealed credential value must open
-/// under `key`, the data dir's: an export sealed elsewhere is refused whole rather than
-/// imported as credentials nothing can use.
+/// Reads an export into the empty store of `tx`, a write transaction that the caller commits
+/// when this succeeds. Every sealed credential value must open under `key`, the data dir's:
+/// an export sealed elsewhere is refused whole rather than imported as credentials nothing
+/// can use.
 pub fn import(
-    conn: &mut Connection,
+    tx: &dyn Db,
     input: &mut dyn BufRead,
     key: &ImportKey,
 ) -> Result<ImportReport, StoreError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let existing = log::last_position(&tx)?;
+    let existing = log::last_position(tx)?;
     if existing != 0 {
         return Err(StoreError::Refused(format!(
             "the data dir already holds a log (up to position {existing}); import needs an empty one"
@@ -307,13 +333,12 @@ pub fn import(
         {
             key.check(secrets).map_err(|e| bad(e.to_string()))?;
         }
-        log::insert_stored(&tx, &event)?;
+        log::insert_stored(tx, &event)?;
         versions.insert(event.stream, expected);
         last_position = event.position;
         events += 1;
     }
-    rebuild_in(&tx)?;
-    tx.commit()?;
+    rebuild_in(tx)?;
     Ok(ImportReport {
         events,
         last_position,

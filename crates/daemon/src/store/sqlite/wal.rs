@@ -3,7 +3,7 @@
 
 use rusqlite::Connection;
 
-use super::{Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// Copies what it can of the WAL into the database file without waiting for the writer or
 /// the readers (the checkpointer's, on its own connection).
@@ -14,19 +14,23 @@ pub fn checkpoint_passive(conn: &Connection) -> Result<(), StoreError> {
 
 impl Store {
     /// Calls `hook` after each commit with the log's size in pages, in place of SQLite's
-    /// automatic checkpoint.
+    /// automatic checkpoint (SQLite only).
     pub fn on_commit(
         &mut self,
         hook: impl FnMut(&mut rusqlite::hooks::Wal, i32) -> rusqlite::Result<()> + Send + 'static,
     ) -> Result<(), StoreError> {
-        self.conn.wal_hook(Some(hook))?;
+        if let Some((conn, _)) = self.sqlite() {
+            conn.wal_hook(Some(hook))?;
+        }
         Ok(())
     }
 
-    /// Copies the WAL into the database file and truncates it: a clean close.
-    pub fn checkpoint_wal(&self) -> Result<(), StoreError> {
-        self.conn
-            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
+    /// Copies the WAL into the database file and truncates it: a clean close (nothing to do
+    /// on PostgreSQL).
+    pub fn checkpoint_wal(&mut self) -> Result<(), StoreError> {
+        if let Some((conn, _)) = self.sqlite() {
+            conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
+        }
         Ok(())
     }
 }

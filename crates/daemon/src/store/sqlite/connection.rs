@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
-use super::StoreError;
+use crate::store::StoreError;
 
 /// The database file inside a data directory.
 pub fn database_path(data_dir: &Path) -> PathBuf {
@@ -67,7 +67,7 @@ fn configure(conn: &Connection, options: &StoreOptions) -> Result<(), StoreError
 
 /// Opens (creating it and its directory if needed) the writing connection to `path`; the
 /// schema is not yet migrated.
-pub(super) fn open_writer(path: &Path, options: &StoreOptions) -> Result<Connection, StoreError> {
+pub(crate) fn open_writer(path: &Path, options: &StoreOptions) -> Result<Connection, StoreError> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }

@@ -1,0 +1,100 @@
+//! The PostgreSQL engine: many stateless Bindery nodes on one database, which replicates and
+//! fails over by itself (Bindery adds no coordination of its own).
+//!
+//! What only PostgreSQL has lives here: the connection ([`client`]), the migrations
+//! (`migrations/`, applied once however many nodes start together, under an advisory lock),
+//! the write lock, and the notices that tell the other nodes what a commit changed.
+//!
+//! **The write lock.** Every write transaction first takes the checkpoint row `FOR UPDATE`
+//! and numbers its events from the position it holds. Transactions that write the log thus
+//! commit one at a time across all nodes, so log positions are dense and in commit order (a
+//! sequence hands out numbers that commit out of order, and a change-feed reader asking for
+//! `position > last` skips the late ones), and every decision reads the state the last
+//! commit left (READ COMMITTED: each statement sees what committed before it began). The
+//! invariants still live in the unique indexes. Group commit keeps the lock's cost to one
+//! wait per batch, not per command.
+
+pub mod client;
+
+use crate::store::sql::{Arg, Db};
+use crate::store::StoreError;
+
+pub use client::{Client, Target};
+
+/// The channel a commit notifies on, with what it changed (see [`Notice`]).
+pub const CHANNEL: &str = "bindery_log";
+
+/// The advisory lock key under which nodes migrate one at a time ("bindery" in ASCII).
+const MIGRATION_LOCK: i64 = 0x62_69_6e_64_65_72_79;
+
+/// The migrations, one file each, in order.
+const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_schema.sql")];
+
+/// Brings the database's schema up to date, in one transaction, under an advisory lock: of
+/// several nodes starting together on an empty database, one migrates, the others find it
+/// done.
+pub fn migrate(client: &Client) -> Result<(), StoreError> {
+    let db: &dyn Db = client;
+    db.batch("BEGIN")?;
+    let result = (|| {
+        db.execute(
+            "SELECT pg_advisory_xact_lock(?1)",
+            &[Arg::Int(MIGRATION_LOCK)],
+        )?;
+        db.batch(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (\
+                 version    BIGINT PRIMARY KEY, \
+                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+        )?;
+        let applied = db.value(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            &[],
+            |r| r.int(0),
+        )? as usize;
+        if applied > MIGRATIONS.len() {
+            return Err(StoreError::TooNew {
+                found: applied,
+                known: MIGRATIONS.len(),
+            });
+        }
+        for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+            db.batch(sql)?;
+            db.execute(
+                "INSERT INTO schema_migrations (version) VALUES (?1)",
+                &[Arg::Int(index as i64 + 1)],
+            )?;
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => db.batch("COMMIT"),
+        Err(e) => {
+            let _ = db.batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+/// Begins a write transaction and takes the write lock; returns the log's last position.
+pub fn begin_write(client: &Client) -> Result<i64, StoreError> {
+    let db: &dyn Db = client;
+    db.execute("BEGIN", &[])?;
+    db.value(
+        "SELECT position FROM checkpoint WHERE id = 1 FOR UPDATE",
+        &[],
+        |r| r.int(0),
+    )
+}
+
+/// Whether the database takes writes now: the primary answers, and a real write commits
+/// (a standby, or a primary that lost its synchronous standby, does not).
+pub fn probe_writable(db: &Client) -> Result<(), StoreError> {
+    db.batch("BEGIN")?;
+    let probed = db
+        .execute("UPDATE health SET probes = probes + 1 WHERE id = 1", &[])
+        .and_then(|_| db.batch("COMMIT"));
+    if probed.is_err() && !db.is_broken() {
+        let _ = db.batch("ROLLBACK");
+    }
+    probed
+}
