@@ -141,6 +141,9 @@ pub struct WebhookSettings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Storage {
+    /// Where the log and projections live: `sqlite` (a file in the data dir) or `postgres`.
+    pub engine: EngineName,
+    pub postgres: PostgresSettings,
     /// `full`: fsync at every commit; `normal`: fsync at WAL checkpoints.
     pub synchronous: Synchronous,
     /// How long a write waits for a lock held by another process.
@@ -150,6 +153,21 @@ pub struct Storage {
     pub group_commit: bool,
     /// The key that seals credentials' private fields; unset: `secret.key` in the data dir.
     pub secret_key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineName {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSettings {
+    /// A libpq connection string or `postgres://` URI; several hosts with
+    /// `target_session_attrs=read-write` follow a failover.
+    pub url: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -173,6 +191,8 @@ impl Default for Settings {
             data_dir: PathBuf::from("./data"),
             public_url: None,
             storage: Storage {
+                engine: EngineName::Sqlite,
+                postgres: PostgresSettings { url: None },
                 synchronous: Synchronous::Full,
                 busy_timeout: Duration::from_secs(5),
                 group_commit: true,
@@ -234,6 +254,32 @@ impl Settings {
             synchronous: self.storage.synchronous,
             busy_timeout: self.storage.busy_timeout,
         }
+    }
+
+    /// The PostgreSQL database the settings name, or `None` for SQLite; a `postgres` engine
+    /// without a usable URL is an error naming the key.
+    pub fn postgres(&self) -> Result<Option<bindery_daemon::store::postgres::Target>, String> {
+        match self.storage.engine {
+            EngineName::Sqlite => Ok(None),
+            EngineName::Postgres => {
+                let url = self.storage.postgres.url.as_deref().ok_or(
+                    "invalid setting storage.postgres.url: required with storage.engine = postgres",
+                )?;
+                bindery_daemon::store::postgres::Target::parse(url, self.storage.busy_timeout)
+                    .map(Some)
+                    .map_err(|e| format!("invalid setting storage.postgres.url: {e}"))
+            }
+        }
+    }
+
+    /// Where the store is, as the daemon's commands open it.
+    pub fn location(&self) -> Result<bindery_daemon::store::Location, String> {
+        Ok(match self.postgres()? {
+            Some(target) => bindery_daemon::store::Location::Postgres(Box::new(target)),
+            None => bindery_daemon::store::Location::Sqlite(bindery_daemon::store::database_path(
+                &self.data_dir,
+            )),
+        })
     }
 
     /// Where the key that seals credentials is: `storage.secret_key_file`, else in the data dir.

@@ -11,7 +11,7 @@ use anyhow::{bail, Context};
 use bindery_daemon::clock::{Clock, SystemClock};
 use bindery_daemon::delivery::TransportSettings;
 use bindery_daemon::lock::{DataDirLock, LockError};
-use bindery_daemon::store::{self, database_path};
+use bindery_daemon::store::{self, database_path, Location};
 use bindery_daemon::{
     secrets, Daemon, DaemonOptions, Envelope, ImportKey, Store, StoreError, StoreOptions,
 };
@@ -127,6 +127,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     init_logging(settings.log.format, if serving { "info" } else { "warn" });
     let data_dir = settings.data_dir.as_path();
     let store_options = settings.store_options();
+    let location = settings.location().map_err(anyhow::Error::msg)?;
+    let on_postgres = matches!(location, Location::Postgres(_));
     match cli.command {
         Cmd::Serve { .. } => serve(settings)?,
         Cmd::Accounts(AccountsCmd::Create { friendly_name }) => {
@@ -135,14 +137,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 friendly_name,
                 auth_token_hash: SecretHash::of(&token),
             };
-            let sid = commit(data_dir, &store_options, command)?;
+            let sid = commit(&location, &store_options, command)?;
             print_json(&serde_json::json!({"account_sid": sid, "auth_token": token}))?;
         }
         Cmd::Accounts(AccountsCmd::List) => {
-            let path = existing_database(data_dir)?;
-            let conn = store::open_reader(&path, store_options.busy_timeout)?;
-            let view = bindery_daemon::queries::ReadView::new(&conn);
-            for account in view.accounts()? {
+            let accounts = store::with_reader(&existing(&location)?, &store_options, |db| {
+                bindery_daemon::queries::ReadView::new(db).accounts()
+            })?;
+            for account in accounts {
                 print_json(&serde_json::json!({
                     "account_sid": account.sid,
                     "friendly_name": account.friendly_name,
@@ -161,22 +163,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 friendly_name,
                 secret_hash: SecretHash::of(&secret),
             };
-            let sid = commit(data_dir, &store_options, command)?;
+            let sid = commit(&location, &store_options, command)?;
             print_json(&serde_json::json!({"sid": sid, "secret": secret}))?;
         }
         Cmd::Keys(KeysCmd::Revoke { sid }) => {
             let key = ApiKeySid::parse(&sid)?;
-            commit(data_dir, &store_options, Command::RevokeApiKey { key })?;
+            commit(&location, &store_options, Command::RevokeApiKey { key })?;
             eprintln!("revoked {key}");
         }
         Cmd::Rebuild => {
-            let _lock = lock(data_dir, "rebuild")?;
-            let replayed = open(data_dir, &store_options)?.rebuild()?;
+            // On PostgreSQL the rebuild holds the write lock instead: the nodes' writes wait
+            // for it, and their reads see the projections as they were until it commits.
+            let _lock = (!on_postgres)
+                .then(|| lock(data_dir, "rebuild"))
+                .transpose()?;
+            let replayed = open(&location, &store_options)?.rebuild()?;
             eprintln!("rebuilt the projections from {replayed} events");
         }
         Cmd::Verify => {
-            let path = existing_database(data_dir)?;
-            let differences = store::verify(&path, &store_options)?;
+            let differences = store::verify_at(&existing(&location)?, &store_options)?;
             if differences.is_empty() {
                 eprintln!("verified: every projection row equals a replay of the log");
                 return Ok(ExitCode::SUCCESS);
@@ -189,20 +194,27 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
         Cmd::Export => {
-            let path = existing_database(data_dir)?;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            let count = store::export(&path, &mut out, &store_options)?;
+            let count = store::export(&existing(&location)?, &mut out, &store_options)?;
             eprintln!("exported {count} events");
         }
         Cmd::Backup { to } => {
+            if on_postgres {
+                bail!(
+                    "backup copies a SQLite data dir; on PostgreSQL use its own backups \
+                     (pg_dump, pg_basebackup), or `bindery export` for the log alone"
+                );
+            }
             store::backup(&existing_database(data_dir)?, &to, &store_options)?;
             eprintln!("backed up to {}", to.display());
         }
         Cmd::Import { from } => {
-            let _lock = lock(data_dir, "import")?;
+            let _lock = (!on_postgres)
+                .then(|| lock(data_dir, "import"))
+                .transpose()?;
             // Read before the store is touched: a malformed key file is refused up front.
             let key = ImportKey::load(&settings.secret_key_file())?;
-            let mut store = open(data_dir, &store_options)?;
+            let mut store = open(&location, &store_options)?;
             let report = match from {
                 Some(file) => {
                     let file = std::fs::File::open(&file)
@@ -220,9 +232,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn open(data_dir: &Path, options: &StoreOptions) -> anyhow::Result<Store> {
-    let path = database_path(data_dir);
-    Store::open(&path, options).with_context(|| format!("cannot open {}", path.display()))
+fn open(location: &Location, options: &StoreOptions) -> anyhow::Result<Store> {
+    Store::open_at(location, options).with_context(|| format!("cannot open {}", shown(location)))
+}
+
+/// The store named in words for a message: the file, or the PostgreSQL database (never the
+/// connection string, which may hold a password).
+fn shown(location: &Location) -> String {
+    match location {
+        Location::Sqlite(path) => path.display().to_string(),
+        Location::Postgres(target) => format!(
+            "the PostgreSQL database {:?}",
+            target.config.get_dbname().unwrap_or("(the user's)")
+        ),
+    }
+}
+
+/// The store, which a command that only reads needs to exist already (a PostgreSQL database
+/// is checked when connecting).
+fn existing(location: &Location) -> anyhow::Result<Location> {
+    if let Location::Sqlite(path) = location {
+        if !path.exists() {
+            bail!("no database at {}", path.display());
+        }
+    }
+    Ok(location.clone())
 }
 
 /// Takes the data dir's lock for `command`, which must not run beside a server (see
@@ -247,10 +281,11 @@ fn existing_database(data_dir: &Path) -> anyhow::Result<PathBuf> {
 }
 
 /// Commits one command on its own connection (safe beside a running server: SQLite locks the
-/// file) and returns the SID of what it created or changed.
-fn commit(data_dir: &Path, options: &StoreOptions, command: Command) -> anyhow::Result<String> {
+/// file, PostgreSQL's write lock orders it among the nodes' commits) and returns the SID of
+/// what it created or changed.
+fn commit(location: &Location, options: &StoreOptions, command: Command) -> anyhow::Result<String> {
     let committed =
-        open(data_dir, options)?.execute_one(Envelope::from(command), SystemClock.now())?;
+        open(location, options)?.execute_one(Envelope::from(command), SystemClock.now())?;
     let subject = committed
         .events
         .last()
@@ -308,6 +343,7 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
         let mut options = DaemonOptions::new(settings.data_dir.clone());
         options.secret_key_file = settings.secret_key_file();
         options.store = settings.store_options();
+        options.postgres = settings.postgres().map_err(anyhow::Error::msg)?;
         options.group_commit = settings.storage.group_commit;
         options.stale_after = settings.bindings.stale_after;
         options.sweep_interval = settings.bindings.sweep_interval;
@@ -322,10 +358,13 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
         let daemon = Daemon::start(options).map_err(|e| match e {
             // Its message names the key file; the database is fine.
             StoreError::Seal(e) => anyhow::Error::new(e).context("cannot serve"),
-            e => anyhow::Error::new(e).context(format!(
-                "cannot open the database in {}",
-                settings.data_dir.display()
-            )),
+            e => anyhow::Error::new(e).context(match settings.location() {
+                Ok(location @ Location::Postgres(_)) => format!("cannot open {}", shown(&location)),
+                _ => format!(
+                    "cannot open the database in {}",
+                    settings.data_dir.display()
+                ),
+            }),
         })?;
         let listener = TcpListener::bind(settings.listen)
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -398,11 +437,16 @@ async fn create_first_account(
 ) -> anyhow::Result<()> {
     use std::io::IsTerminal;
     let token = secrets::new_secret();
-    let command = Command::CreateAccount {
+    let command = Command::CreateFirstAccount {
         friendly_name: "Bindery account".into(),
         auth_token_hash: SecretHash::of(&token),
     };
     let committed = daemon.execute(Envelope::from(command)).await?;
+    if committed.events.is_empty() {
+        // Another node on the same database created it a moment ago: its operator has it.
+        tracing::info!("another node created the first account");
+        return Ok(());
+    }
     let sid = committed
         .row
         .as_ref()

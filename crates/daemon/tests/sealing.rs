@@ -268,7 +268,7 @@ fn create_and_rotate(dir: &Path, material: &Material) -> Made {
 fn export_of(dir: &Path) -> String {
     let mut out = Vec::new();
     store::export(
-        &store::database_path(dir),
+        &store::Location::Sqlite(store::database_path(dir)),
         &mut out,
         &StoreOptions::default(),
     )

@@ -127,7 +127,8 @@ fn the_log_keeps_the_v1_data_as_it_was_written() {
 fn export_after_import_reproduces_the_fixture_byte_for_byte() {
     let imported = imported_fixture();
     let mut exported = Vec::new();
-    let count = store::export(&imported.path, &mut exported, &StoreOptions::default()).unwrap();
+    let location = store::Location::Sqlite(imported.path.clone());
+    let count = store::export(&location, &mut exported, &StoreOptions::default()).unwrap();
     assert_eq!(count, 4);
     assert_eq!(String::from_utf8(exported).unwrap(), FIXTURE);
 }

@@ -38,6 +38,13 @@ pub enum Command {
         friendly_name: String,
         auth_token_hash: SecretHash,
     },
+    /// An account, only if there is none yet: what a server starting on an empty registry
+    /// creates. Of several nodes starting together, one creates it; the others' decide
+    /// nothing.
+    CreateFirstAccount {
+        friendly_name: String,
+        auth_token_hash: SecretHash,
+    },
     CreateApiKey {
         account: AccountSid,
         friendly_name: String,

@@ -11,6 +11,8 @@ use crate::values::*;
 pub trait State {
     type Error;
     fn account(&self, sid: &AccountSid) -> Result<Option<Account>, Self::Error>;
+    /// Whether any account exists.
+    fn has_accounts(&self) -> Result<bool, Self::Error>;
     fn api_key(&self, sid: &ApiKeySid) -> Result<Option<ApiKey>, Self::Error>;
     fn service(&self, sid: &ServiceSid) -> Result<Option<Service>, Self::Error>;
     fn credential(&self, sid: &CredentialSid) -> Result<Option<Credential>, Self::Error>;
@@ -109,6 +111,19 @@ pub fn decide<S: State>(state: &S, ids: &mut impl NewSids, command: &Command) ->
             friendly_name,
             auth_token_hash,
         } => d.create_account(friendly_name, auth_token_hash),
+        Command::CreateFirstAccount {
+            friendly_name,
+            auth_token_hash,
+        } => {
+            if d.state.has_accounts().map_err(Refusal::State)? {
+                return Ok(Decision {
+                    events: Vec::new(),
+                    subject: String::new(),
+                    created: false,
+                });
+            }
+            d.create_account(friendly_name, auth_token_hash)
+        }
         Command::CreateApiKey {
             account,
             friendly_name,

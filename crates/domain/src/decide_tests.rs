@@ -516,3 +516,23 @@ fn expiry_removes_only_bindings_not_refreshed_since_the_cutoff() {
         .collect();
     assert_eq!(left, ["tablet"]);
 }
+
+#[test]
+fn a_first_account_is_created_only_into_an_empty_registry() {
+    let first = |name: &str| Command::CreateFirstAccount {
+        friendly_name: name.into(),
+        auth_token_hash: SecretHash::of("token"),
+    };
+    let mut empty = MemoryState::default();
+    let mut ids = CountingSids::default();
+    let at = Timestamp::from_unix(1_000);
+    let created = empty.execute(&mut ids, &first("one"), at).unwrap();
+    assert!(created.created);
+    assert_eq!(created.events.len(), 1);
+    // Another node starting at the same moment finds it there and decides nothing.
+    let second = empty.execute(&mut ids, &first("two"), at).unwrap();
+    assert!(!second.created && second.events.is_empty());
+    // A registry with accounts (the `given` world has one) takes no first account either.
+    let mut w = given(&[]);
+    w.when(first("three")).then_expect_event_types(&[]);
+}

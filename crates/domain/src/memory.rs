@@ -190,6 +190,9 @@ impl State for MemoryState {
             })
             .cloned())
     }
+    fn has_accounts(&self) -> Result<bool, Infallible> {
+        Ok(self.rows.values().any(|r| matches!(r, Row::Account(_))))
+    }
     fn count_bindings_of_user(&self, user: &UserSid) -> Result<u64, Infallible> {
         Ok(self.bindings().filter(|b| b.user_sid == *user).count() as u64)
     }

@@ -38,6 +38,9 @@ pub struct DaemonOptions {
     /// The key that seals credentials' private fields; made on a data dir's first start.
     pub secret_key_file: PathBuf,
     pub store: StoreOptions,
+    /// The PostgreSQL database (`storage.engine = "postgres"`); `None` keeps the log in
+    /// SQLite in `data_dir`.
+    pub postgres: Option<store::postgres::Target>,
     pub group_commit: bool,
     /// Read-only connections opened at start; more open when more reads run at once.
     pub readers: usize,
@@ -58,11 +61,20 @@ pub struct DaemonOptions {
 }
 
 impl DaemonOptions {
+    /// Where the store is: the PostgreSQL database, else the SQLite file of the data dir.
+    pub fn location(&self) -> store::Location {
+        match &self.postgres {
+            Some(target) => store::Location::Postgres(Box::new(target.clone())),
+            None => store::Location::Sqlite(store::database_path(&self.data_dir)),
+        }
+    }
+
     pub fn new(data_dir: PathBuf) -> Self {
         DaemonOptions {
             secret_key_file: crate::seal::default_key_file(&data_dir),
             data_dir,
             store: StoreOptions::default(),
+            postgres: None,
             group_commit: true,
             readers: 2,
             clock: Arc::new(SystemClock),
@@ -100,8 +112,8 @@ pub struct Daemon {
 impl Daemon {
     /// Opens the store and starts the actors; call inside a running actix `System`.
     pub fn start(options: DaemonOptions) -> Result<Daemon, StoreError> {
-        let path = store::database_path(&options.data_dir);
-        let mut store = Store::open(&path, &options.store)?;
+        let location = options.location();
+        let mut store = Store::open_at(&location, &options.store)?;
         let sealer = Arc::new(Sealer::load_or_create(&options.secret_key_file, || {
             store.holds_sealed_secrets()
         })?);
@@ -119,7 +131,7 @@ impl Daemon {
         }
         // Fail now, not on the first request, if a reader cannot open the database.
         let readers = Arc::new(Readers::open(
-            path.clone(),
+            &location,
             options.store.busy_timeout,
             options.readers,
         )?);
@@ -129,7 +141,9 @@ impl Daemon {
         let writer_metrics = metrics.clone();
         let feed = FeedWaiters::new(options.wait_limits, metrics.clone());
         let writer_feed = feed.clone();
-        checkpointer::start(&path, &options.store, &mut store)?;
+        if let store::Location::Sqlite(path) = &location {
+            checkpointer::start(path, &options.store, &mut store)?;
+        }
         let writer = Writer::start_in_arbiter(&Arbiter::new().handle(), move |_| {
             Writer::new(
                 store,

@@ -23,14 +23,14 @@ pub fn backup(path: &Path, target: &Path, options: &StoreOptions) -> Result<(), 
     Ok(())
 }
 
-/// Writes every event of the database at `path` as one JSON line, oldest first, from a
-/// read-only connection (so a backup on read-only media exports too).
+/// Writes every event of the store at `location` as one JSON line, oldest first, from a
+/// read-only connection (so a backup on read-only media exports too), as of one snapshot.
 pub fn export(
-    path: &Path,
+    location: &super::Location,
     out: &mut dyn std::io::Write,
     options: &StoreOptions,
 ) -> Result<u64, StoreError> {
-    replay::export(&super::open_reader(path, options.busy_timeout)?, out)
+    super::with_reader(location, options, |db| replay::export(db, out))
 }
 
 impl Store {

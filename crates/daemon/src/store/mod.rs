@@ -241,8 +241,28 @@ impl Store {
 /// Verifies the database at `path`: replays its log into a scratch database and compares every
 /// projection row with the live one.
 pub fn verify(path: &Path, options: &StoreOptions) -> Result<Vec<Difference>, StoreError> {
-    let live = open_reader(path, options.busy_timeout)?;
-    replay::verify(&live)
+    verify_at(&Location::Sqlite(path.to_owned()), options)
+}
+
+/// [`verify`] on either engine.
+pub fn verify_at(
+    location: &Location,
+    options: &StoreOptions,
+) -> Result<Vec<Difference>, StoreError> {
+    with_reader(location, options, |db| replay::verify(db))
+}
+
+/// Runs `body` on a read-only connection to the store at `location` (SQLite's opened read-only,
+/// so a copy on read-only media reads too), outside any transaction.
+pub fn with_reader<R>(
+    location: &Location,
+    options: &StoreOptions,
+    body: impl FnOnce(&dyn Db) -> Result<R, StoreError>,
+) -> Result<R, StoreError> {
+    match location {
+        Location::Sqlite(path) => body(&open_reader(path, options.busy_timeout)?),
+        Location::Postgres(target) => body(&postgres::Client::connect(target, None)?),
+    }
 }
 
 impl Store {

@@ -323,6 +323,10 @@ impl State for SqlState<'_> {
     fn account(&self, sid: &AccountSid) -> Result<Option<Account>, StoreError> {
         by_sid!(self, ACCOUNT_COLUMNS, "accounts", account, sid)
     }
+    fn has_accounts(&self) -> Result<bool, StoreError> {
+        self.0
+            .value("SELECT EXISTS (SELECT 1 FROM accounts)", &[], |r| r.bool(0))
+    }
     fn api_key(&self, sid: &ApiKeySid) -> Result<Option<ApiKey>, StoreError> {
         by_sid!(self, API_KEY_COLUMNS, "api_keys", api_key, sid)
     }
