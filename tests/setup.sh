@@ -25,6 +25,11 @@ done
 # names the module `fusepy` and serves Debian's /usr/bin/python3, which the test runs; as root,
 # libfuse mounts through /dev/fuse and the test unmounts with umount, so no fusermount is needed.
 /usr/bin/python3 -c 'import fusepy' 2>/dev/null || need_apt+=(python3-fusepy)
+# PostgreSQL's server programs (initdb, postgres, pg_basebackup, psql), for the tests that start
+# servers of their own (crates/pgtest); PG_BIN may name another build's instead.
+if ! [[ -n ${PG_BIN:-} && -x $PG_BIN/initdb ]] && ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
+  need_apt+=(postgresql)
+fi
 
 if ((${#need_apt[@]})); then
   if [[ $(id -u) -ne 0 ]]; then
@@ -32,6 +37,14 @@ if ((${#need_apt[@]})); then
     exit 1
   fi
   echo "setup: installing Debian packages: ${need_apt[*]}"
+  if [[ " ${need_apt[*]} " == *" postgresql "* ]]; then
+    # The package would create and start a cluster of its own (and keep it running) unless
+    # createcluster.conf, there before it installs, says not to; ucf keeps that file.
+    mkdir -p /etc/postgresql-common
+    conf=/etc/postgresql-common/createcluster.conf
+    grep -qsx 'create_main_cluster = false' "$conf" || echo 'create_main_cluster = false' >>"$conf"
+    export UCF_FORCE_CONFFOLD=1
+  fi
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
