@@ -56,6 +56,7 @@ pub struct FeedWaiters {
     limits: WaitLimits,
     metrics: Metrics,
     state: Mutex<State>,
+    safety_poll: Mutex<Option<Duration>>,
 }
 
 impl FeedWaiters {
@@ -64,6 +65,7 @@ impl FeedWaiters {
             limits,
             metrics,
             state: Mutex::new(State::default()),
+            safety_poll: Mutex::new(None),
         })
     }
 
@@ -89,6 +91,35 @@ impl FeedWaiters {
                 });
             }
         }
+    }
+
+    /// Tells the waiters of `accounts` (every waiter, with `None`) that the log grew to
+    /// `position`: what another node committed, heard through PostgreSQL's `NOTIFY`, or
+    /// (with `None`) what a node that may have missed notices must read again for.
+    pub fn wake(&self, accounts: Option<&[AccountSid]>, position: i64) {
+        let state = self.lock();
+        let grow = |waiting: &Waiting| {
+            waiting.newest.send_if_modified(|newest| {
+                let grew = position > *newest;
+                if grew {
+                    *newest = position;
+                }
+                grew
+            });
+        };
+        match accounts {
+            Some(accounts) => accounts
+                .iter()
+                .filter_map(|account| state.accounts.get(account))
+                .for_each(grow),
+            None => state.accounts.values().for_each(grow),
+        }
+    }
+
+    /// Makes every wait look again at least this often, whether or not it was woken: on
+    /// PostgreSQL, the safety net under `NOTIFY` (a notice lost while a node reconnects).
+    pub fn poll_every(&self, interval: Duration) {
+        *self.safety_poll.lock().unwrap_or_else(|e| e.into_inner()) = Some(interval);
     }
 
     /// A place among `account`'s waiters, if the limits leave one. Events committed from now
@@ -142,13 +173,26 @@ pub struct FeedSubscription {
 impl FeedSubscription {
     /// Waits until the account's log grows past `position`, or `timeout` passes; answers the
     /// newest position of the account's events if it grew.
+    ///
+    /// With a safety poll set (see [`FeedWaiters::poll_every`]) it answers `position` itself
+    /// when that interval passes first, before `timeout`: the caller then reads the log again.
     pub async fn wait_past(&mut self, position: i64, timeout: Duration) -> Option<i64> {
-        let grew = tokio::time::timeout(timeout, self.newest.wait_for(|&n| n > position)).await;
+        let poll = *self
+            .waiters
+            .safety_poll
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let (wait, polled) = match poll {
+            Some(poll) if poll < timeout => (poll, true),
+            _ => (timeout, false),
+        };
+        let grew = tokio::time::timeout(wait, self.newest.wait_for(|&n| n > position)).await;
         match grew {
             Ok(Ok(newest)) => {
                 self.waiters.metrics.feed_wakeups.inc();
                 Some(*newest)
             }
+            Err(_) if polled => Some(position),
             _ => None,
         }
     }

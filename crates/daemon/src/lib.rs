@@ -6,6 +6,7 @@
 
 pub mod actors;
 pub mod clock;
+pub mod cluster;
 pub mod credential_check;
 pub mod delivery;
 pub mod feed;

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
@@ -33,6 +33,9 @@ pub struct Families {
     pub push_connections_opened: IntCounterVec,
     pub credential_expiry: IntGaugeVec,
     pub credential_healthy: IntGaugeVec,
+    pub database_round_trip: Gauge,
+    pub database_connections: IntGaugeVec,
+    pub sweeper: IntGauge,
 }
 
 impl std::ops::Deref for Metrics {
@@ -258,6 +261,36 @@ impl Metrics {
                          while the dead-token guard holds its removals.",
                     ),
                     &["credential"],
+                )
+                .expect("valid metric"),
+            ),
+            database_round_trip: register(
+                &registry,
+                Gauge::new(
+                    "bindery_database_round_trip_seconds",
+                    "PostgreSQL: the last round trip to the database measured by this node's \
+                     listener (once a second); 0 on SQLite.",
+                )
+                .expect("valid metric"),
+            ),
+            database_connections: register(
+                &registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "bindery_database_connections",
+                        "This node's read connections to the database, idle in its pool or \
+                         in use by a read.",
+                    ),
+                    &["state"],
+                )
+                .expect("valid metric"),
+            ),
+            sweeper: register(
+                &registry,
+                IntGauge::new(
+                    "bindery_sweeper_active",
+                    "1 while this node is the one that expires stale bindings (always on \
+                     SQLite; on PostgreSQL, one node at a time).",
                 )
                 .expect("valid metric"),
             ),

@@ -27,6 +27,10 @@ pub const KEY_FILE_NAME: &str = "secret.key";
 const KEY_LEN: usize = 32;
 
 /// Where the key lives when no setting says otherwise.
+/// What [`Sealer::check_shared`] seals, under this field name.
+const KEY_CHECK_FIELD: &str = "key_check";
+const KEY_CHECK_TEXT: &str = "bindery";
+
 pub fn default_key_file(data_dir: &Path) -> PathBuf {
     data_dir.join(KEY_FILE_NAME)
 }
@@ -75,6 +79,13 @@ pub enum SealError {
         .file.display()
     )]
     Malformed { file: PathBuf, why: String },
+    #[error(
+        "the key file {} is not the key this registry's credentials are sealed under (another \
+         node on the same PostgreSQL database sealed them under its own): every node must hold \
+         the same key; copy the key file of a node already serving here",
+        .0.display()
+    )]
+    NotTheRegistrysKey(PathBuf),
     #[error("cannot create the key file {}: {error}", .file.display())]
     Uncreatable {
         file: PathBuf,
@@ -166,6 +177,21 @@ impl Sealer {
             key: LessSafeKey::new(key),
             file: file.to_owned(),
             random: SystemRandom::new(),
+        }
+    }
+
+    /// Checks that this is the key of a registry whose nodes share one database: `claim`
+    /// records a value sealed under this key unless one is recorded, and answers the
+    /// recorded one, which must open under this key. Of nodes starting together with new
+    /// keys, the first to record wins and the others refuse to start.
+    pub fn check_shared<E: From<SealError>>(
+        &self,
+        claim: impl FnOnce(&str) -> Result<String, E>,
+    ) -> Result<(), E> {
+        let recorded = claim(&self.seal(KEY_CHECK_FIELD, KEY_CHECK_TEXT))?;
+        match self.open(KEY_CHECK_FIELD, &recorded) {
+            Ok(text) if text == KEY_CHECK_TEXT => Ok(()),
+            _ => Err(SealError::NotTheRegistrysKey(self.file.clone()).into()),
         }
     }
 

@@ -58,7 +58,7 @@ impl FromRequest for Caller {
                 ApiError::unauthorized()
             };
             let (user, password) = credentials.ok_or_else(refuse)?;
-            let account = daemon.read(move |view| view.authenticate(&user, &password))?;
+            let account = daemon.authenticate(&user, &password)?;
             let caller = account.map(Caller).ok_or_else(refuse)?;
             if let (Some(throttle), Some(address)) = (&throttle, address) {
                 throttle.succeeded(address);

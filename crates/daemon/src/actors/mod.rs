@@ -20,6 +20,7 @@ use std::sync::Mutex;
 use bindery_domain::{AccountSid, NewSids, NotificationSid};
 
 use crate::clock::{Clock, SystemClock};
+use crate::cluster::{self, Node};
 use crate::delivery::direct::{Direct, DirectSettings};
 use crate::delivery::{
     Attempted, Deliver, DeliveryError, Dispatcher, LogTransport, Push, Transport,
@@ -31,6 +32,10 @@ use crate::records::DeliveryRecord;
 use crate::seal::Sealer;
 use crate::sids::MonotonicSids;
 use crate::store::{self, Committed, Envelope, Store, StoreError, StoreOptions, WriteError};
+
+/// On PostgreSQL, how often a long-poll of the change feed reads again though no notice woke
+/// it: the safety net under `LISTEN`/`NOTIFY`.
+const FEED_SAFETY_POLL: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 pub struct DaemonOptions {
@@ -107,6 +112,8 @@ pub struct Daemon {
     fan_out: usize,
     /// Notification SIDs, in creation order (delivery records list newest first by them).
     notification_sids: Arc<Mutex<MonotonicSids>>,
+    /// What this node shares with the others (PostgreSQL), or knows alone (SQLite).
+    node: Arc<Node>,
 }
 
 impl Daemon {
@@ -117,6 +124,7 @@ impl Daemon {
         let sealer = Arc::new(Sealer::load_or_create(&options.secret_key_file, || {
             store.holds_sealed_secrets()
         })?);
+        store.check_sealing_key(&sealer)?;
         let metrics = options.metrics.clone();
         let position = store.projection_position()?;
         metrics.projection_position.set(position);
@@ -134,6 +142,7 @@ impl Daemon {
             &location,
             options.store.busy_timeout,
             options.readers,
+            metrics.clone(),
         )?);
         let clock = options.clock.clone();
         let group_commit = options.group_commit;
@@ -172,8 +181,22 @@ impl Daemon {
             Some(_) => usize::MAX,
             None => options.dispatchers.max(1),
         };
+        let node = match &options.postgres {
+            Some(target) => {
+                let node = Arc::new(Node::default());
+                // Every wait looks again this often, in case a notice was lost.
+                feed.poll_every(FEED_SAFETY_POLL);
+                cluster::listen(target.clone(), node.clone(), feed.clone(), metrics.clone());
+                node
+            }
+            None => {
+                metrics.sweeper.set(1);
+                Node::alone()
+            }
+        };
         let sweeper = Sweeper::new(
             writer.clone(),
+            node.clone(),
             clock.clone(),
             options.stale_after,
             options.sweep_interval,
@@ -191,6 +214,7 @@ impl Daemon {
             direct,
             fan_out,
             notification_sids: Arc::new(Mutex::new(notification_sids)),
+            node,
         };
         for credential in daemon.read(|view| view.expiring_credentials())? {
             daemon.show_expiry(&credential);
@@ -364,8 +388,30 @@ impl Daemon {
         self.fan_out
     }
 
+    /// The account that `username:password` (HTTP Basic) signs in as, checked as
+    /// [`ReadView::authenticate`] checks it. On PostgreSQL a sign-in that succeeded is kept
+    /// by the node while it hears the other nodes (see `cluster`): every request signs in,
+    /// and a round trip each would cost every request; a key revoked through any node
+    /// empties the cache at once.
+    pub fn authenticate(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<Option<AccountSid>, StoreError> {
+        let key = match self.node.sign_ins().lookup(username, password) {
+            Ok(account) => return Ok(Some(account)),
+            Err(key) => key,
+        };
+        let account = self.read(|view| view.authenticate(username, password))?;
+        if let Some(account) = account {
+            self.node.sign_ins().keep(key, account);
+        }
+        Ok(account)
+    }
+
     /// Commits what is pending and closes the database cleanly.
     pub async fn shutdown(&self) -> Result<(), StoreError> {
+        self.node.stop();
         self.writer.send(Close).await.unwrap_or(Ok(()))
     }
 

@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::metrics::Metrics;
 use crate::queries::ReadView;
 use crate::store::postgres::{Client, Target};
 use crate::store::sql::Db;
@@ -29,6 +30,7 @@ const KEEP_IDLE: usize = 32;
 pub struct Readers {
     source: Source,
     idle: Mutex<Vec<Connection>>,
+    metrics: Metrics,
 }
 
 enum Source {
@@ -68,6 +70,7 @@ impl Readers {
         location: &Location,
         busy_timeout: Duration,
         count: usize,
+        metrics: Metrics,
     ) -> Result<Self, StoreError> {
         let source = match location {
             Location::Sqlite(path) => Source::Sqlite {
@@ -79,6 +82,7 @@ impl Readers {
         let readers = Readers {
             source,
             idle: Mutex::new(Vec::new()),
+            metrics,
         };
         let opened = (0..count.max(1))
             .map(|_| readers.connect())
@@ -107,7 +111,13 @@ impl Readers {
             Some(conn) => conn,
             None => self.connect()?,
         };
+        let in_use = self
+            .metrics
+            .database_connections
+            .with_label_values(&["in_use"]);
+        in_use.inc();
         let result = store::read_transaction(conn.db(), |db| query(&ReadView::new(db)));
+        in_use.dec();
         if conn.reusable() {
             let mut idle = self.lock();
             if idle.len() < KEEP_IDLE {
@@ -117,8 +127,39 @@ impl Readers {
         result
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Connection>> {
+    /// The idle connections; the gauge of idle ones is set again when the guard goes.
+    fn lock(&self) -> IdleGuard<'_> {
         // A query that panicked held no lock: the list itself is always whole.
-        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+        IdleGuard {
+            idle: self.idle.lock().unwrap_or_else(|e| e.into_inner()),
+            metrics: &self.metrics,
+        }
+    }
+}
+
+struct IdleGuard<'a> {
+    idle: std::sync::MutexGuard<'a, Vec<Connection>>,
+    metrics: &'a Metrics,
+}
+
+impl std::ops::Deref for IdleGuard<'_> {
+    type Target = Vec<Connection>;
+    fn deref(&self) -> &Vec<Connection> {
+        &self.idle
+    }
+}
+
+impl std::ops::DerefMut for IdleGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Vec<Connection> {
+        &mut self.idle
+    }
+}
+
+impl Drop for IdleGuard<'_> {
+    fn drop(&mut self) {
+        self.metrics
+            .database_connections
+            .with_label_values(&["idle"])
+            .set(self.idle.len() as i64);
     }
 }

@@ -1,5 +1,6 @@
 //! The sweeper: expires bindings not refreshed within `bindings.stale_after`. When it starts,
-//! it sets an interval timer that sends it a [`Sweep`] every `interval`; it can also be asked
+//! it sets an interval timer that sends it a [`Sweep`] every `interval` while it is this
+//! node's turn to sweep (always on SQLite; one node at a time on PostgreSQL, see `cluster`); it can also be asked
 //! to sweep now (`Daemon::sweep`). A sweep asks the writer to expire [`BATCH`] bindings at a
 //! time until a batch finds none. The time comes from the daemon's clock, so tests move it
 //! instead of sleeping.
@@ -12,6 +13,7 @@ use bindery_domain::Command;
 
 use super::writer::{Execute, Writer};
 use crate::clock::Clock;
+use crate::cluster::Node;
 use crate::store::Envelope;
 
 /// Bindings expired per transaction, so that one sweep never holds the writer for long.
@@ -19,6 +21,8 @@ const BATCH: u32 = 500;
 
 pub struct Sweeper {
     writer: Addr<Writer>,
+    /// Whether this node's turn it is (one node of many sweeps, see `cluster`).
+    node: Arc<Node>,
     clock: Arc<dyn Clock>,
     stale_after: Duration,
     interval: Duration,
@@ -27,12 +31,14 @@ pub struct Sweeper {
 impl Sweeper {
     pub fn new(
         writer: Addr<Writer>,
+        node: Arc<Node>,
         clock: Arc<dyn Clock>,
         stale_after: Duration,
         interval: Duration,
     ) -> Self {
         Sweeper {
             writer,
+            node,
             clock,
             stale_after,
             interval,
@@ -44,7 +50,11 @@ impl Actor for Sweeper {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.run_interval(self.interval, |_, ctx| ctx.notify(Sweep));
+        ctx.run_interval(self.interval, |sweeper, ctx| {
+            if sweeper.node.sweeps() {
+                ctx.notify(Sweep);
+            }
+        });
     }
 }
 

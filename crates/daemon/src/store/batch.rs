@@ -3,11 +3,11 @@
 use bindery_domain::*;
 
 use super::apply::apply_counting;
-use super::sql::Db;
+use super::sql::{Db, Engine};
 use super::transaction::in_savepoint;
 use super::{
-    deliveries, idempotency, log, rows, Committed, Envelope, Idempotency, Store, StoreError,
-    WriteError,
+    deliveries, idempotency, log, postgres, rows, Committed, Envelope, Idempotency, Store,
+    StoreError, WriteError,
 };
 use crate::records::DeliveryRecord;
 use crate::sids::MonotonicSids;
@@ -28,16 +28,45 @@ impl Store {
     /// commands (so a binding a command of the batch removed gets none), in a savepoint of
     /// their own: failing, they roll back alone and the commands still commit. The second
     /// result is the records'.
+    ///
+    /// On PostgreSQL a batch that failed before its commit because the database could not
+    /// take it (the connection lost, a failover, a serialization failure) runs again, on a
+    /// new connection, while `storage.busy_timeout` allows: nothing of it had committed. A
+    /// commit that fails is not run again, since whether it committed is unknown: its callers
+    /// hear "unavailable", and an `Idempotency-Key` makes their retry safe.
     pub fn execute_with_records(
         &mut self,
         batch: &[Envelope],
         records: &[DeliveryRecord],
         now: Timestamp,
     ) -> (Vec<Result<Committed, WriteError>>, Result<(), WriteError>) {
-        let mut head = match self.begin_write() {
-            Ok(head) => head,
-            Err(e) => return fail_all(batch, e),
-        };
+        let started = std::time::Instant::now();
+        let mut tries = 1;
+        loop {
+            match self.try_batch(batch, records, now) {
+                Ok(done) => return done,
+                Err(e)
+                    if e.is_unavailable()
+                        && tries < MAX_TRIES
+                        && self.retry_within().is_some_and(|t| started.elapsed() < t) =>
+                {
+                    tracing::warn!(error = %e, tries, "the batch did not commit; running it again");
+                    tries += 1;
+                }
+                Err(e) => return fail_all(batch, e),
+            }
+        }
+    }
+
+    /// One run of a batch. `Err` when it failed before its commit (nothing of it committed).
+    #[allow(clippy::type_complexity)]
+    fn try_batch(
+        &mut self,
+        batch: &[Envelope],
+        records: &[DeliveryRecord],
+        now: Timestamp,
+    ) -> Result<(Vec<Result<Committed, WriteError>>, Result<(), WriteError>), StoreError> {
+        let mut head = self.begin_write()?;
         let (db, sids) = self.db_and_sids();
         let mut run = || -> Result<_, StoreError> {
             let mut results = Vec::with_capacity(batch.len());
@@ -60,15 +89,14 @@ impl Store {
             finish(db, batch, &results, now)?;
             Ok((results, recorded))
         };
-        let outcome = run();
-        match outcome {
-            Ok((results, recorded)) => match self.commit_write() {
+        match run() {
+            Ok((results, recorded)) => Ok(match self.commit_write() {
                 Ok(()) => (results, recorded),
                 Err(e) => fail_all(batch, e),
-            },
+            }),
             Err(e) => {
                 self.rollback_write();
-                fail_all(batch, e)
+                Err(e)
             }
         }
     }
@@ -84,6 +112,9 @@ impl Store {
             .expect("one result per command")
     }
 }
+
+/// How many times a batch is run before its callers hear that the database is unavailable.
+const MAX_TRIES: u32 = 3;
 
 /// The same failure for every command of the batch and its records: nothing of it committed.
 fn fail_all(
@@ -202,6 +233,12 @@ fn finish(
         .map(|event| event.position);
     if let Some(position) = last_position {
         log::set_checkpoint(db, position)?;
+    }
+    if db.engine() == Engine::Postgres {
+        let events = results.iter().flatten().flat_map(|c| &c.events);
+        if let Some(notice) = postgres::Notice::of(events) {
+            postgres::notify(db, &notice)?;
+        }
     }
     if batch.iter().any(|e| e.idempotency.is_some()) {
         idempotency::expire(db, now)?;

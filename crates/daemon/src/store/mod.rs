@@ -189,6 +189,25 @@ impl Store {
         }
     }
 
+    /// How long a failed batch may be run again for: PostgreSQL's `busy_timeout`; never on
+    /// SQLite, whose failures (a full disk, a lock held too long) do not pass in a moment.
+    fn retry_within(&self) -> Option<std::time::Duration> {
+        match &self.backend {
+            Backend::Sqlite { .. } => None,
+            Backend::Postgres { target, .. } => Some(target.timeout),
+        }
+    }
+
+    /// On PostgreSQL, checks that `sealer` holds the key the registry's other nodes seal
+    /// under (see `Sealer::check_shared`); nothing to check on SQLite, one node's own.
+    pub fn check_sealing_key(&mut self, sealer: &crate::seal::Sealer) -> Result<(), StoreError> {
+        if self.engine() == sql::Engine::Sqlite {
+            return Ok(());
+        }
+        let db = self.connected()?;
+        sealer.check_shared(|proposed| postgres::claim_key_check(db, proposed))
+    }
+
     /// Which engine this store runs on.
     pub fn engine(&self) -> sql::Engine {
         match &self.backend {

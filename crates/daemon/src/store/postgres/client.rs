@@ -93,7 +93,7 @@ pub struct Client {
 }
 
 /// What arrives on a connection besides answers: `NOTIFY` payloads, by channel.
-pub type Notices = tokio::sync::mpsc::UnboundedSender<(String, String)>;
+pub type Notices = std::sync::mpsc::Sender<(String, String)>;
 
 impl Client {
     /// Connects; with `notices`, the connection's notifications are sent there (and the

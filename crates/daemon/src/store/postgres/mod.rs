@@ -16,6 +16,9 @@
 
 pub mod client;
 
+use bindery_domain::{AccountSid, EntityKind, RecordedEvent};
+use serde::{Deserialize, Serialize};
+
 use crate::store::sql::{Arg, Db};
 use crate::store::StoreError;
 
@@ -24,11 +27,68 @@ pub use client::{Client, Target};
 /// The channel a commit notifies on, with what it changed (see [`Notice`]).
 pub const CHANNEL: &str = "bindery_log";
 
+/// What a commit tells every node (`NOTIFY`, delivered when and only if it commits): the
+/// log's new head, whose feeds to wake, and whether sign-ins may have changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notice {
+    pub position: i64,
+    /// The accounts that got events; `None`: too many to name, wake them all.
+    pub accounts: Option<Vec<AccountSid>>,
+    /// Whether an account or API key was created, changed or revoked.
+    pub auth: bool,
+}
+
+/// PostgreSQL's limit on a payload is 8000 bytes; a notice naming more accounts than fit
+/// says "all".
+const MAX_NAMED_ACCOUNTS: usize = 100;
+
+impl Notice {
+    /// The notice of a batch's events, or `None` when it appended none.
+    pub fn of<'a>(events: impl IntoIterator<Item = &'a RecordedEvent>) -> Option<Notice> {
+        let mut notice: Option<Notice> = None;
+        for event in events {
+            let notice = notice.get_or_insert(Notice {
+                position: 0,
+                accounts: Some(Vec::new()),
+                auth: false,
+            });
+            notice.position = notice.position.max(event.position);
+            notice.auth |= matches!(
+                event.event.entity(),
+                EntityKind::Account | EntityKind::ApiKey
+            );
+            if let Some(accounts) = &mut notice.accounts {
+                if !accounts.contains(&event.account_sid) {
+                    accounts.push(event.account_sid);
+                }
+                if accounts.len() > MAX_NAMED_ACCOUNTS {
+                    notice.accounts = None;
+                }
+            }
+        }
+        notice
+    }
+}
+
+/// Queues `notice` for the other nodes, inside the write transaction: it is sent when the
+/// transaction commits, and never if it rolls back.
+pub fn notify(db: &dyn Db, notice: &Notice) -> Result<(), StoreError> {
+    let payload = serde_json::to_string(notice).expect("a notice serializes");
+    db.execute(
+        "SELECT pg_notify(?1, ?2)",
+        &[Arg::Text(CHANNEL), Arg::Text(&payload)],
+    )?;
+    Ok(())
+}
+
 /// The advisory lock key under which nodes migrate one at a time ("bindery" in ASCII).
 const MIGRATION_LOCK: i64 = 0x62_69_6e_64_65_72_79;
 
 /// The migrations, one file each, in order.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_schema.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_schema.sql"),
+    include_str!("migrations/0002_sealing_key.sql"),
+];
 
 /// Brings the database's schema up to date, in one transaction, under an advisory lock: of
 /// several nodes starting together on an empty database, one migrates, the others find it
@@ -97,4 +157,18 @@ pub fn probe_writable(db: &Client) -> Result<(), StoreError> {
         let _ = db.batch("ROLLBACK");
     }
     probed
+}
+
+/// Records `proposed` as the registry's sealed key check unless one is recorded; answers
+/// the one recorded (see `Sealer::check_shared`).
+pub fn claim_key_check(db: &dyn Db, proposed: &str) -> Result<String, StoreError> {
+    db.execute(
+        "INSERT INTO sealing_key (id, check_value) VALUES (1, ?1) ON CONFLICT (id) DO NOTHING",
+        &[Arg::Text(proposed)],
+    )?;
+    db.value(
+        "SELECT check_value FROM sealing_key WHERE id = 1",
+        &[],
+        |r| Ok(r.text(0)?.to_owned()),
+    )
 }
