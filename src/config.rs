@@ -418,6 +418,45 @@ mod tests {
     }
 
     #[test]
+    fn the_cluster_sample_names_a_postgres_database_with_failover() {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/cluster/bindery-node.toml");
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            let settings = Settings::load(Some(&file), &Flags::default()).unwrap();
+            let target = settings.postgres().unwrap().expect("a PostgreSQL database");
+            assert_eq!(target.config.get_hosts().len(), 2, "both database hosts");
+            assert_eq!(
+                target.config.get_target_session_attrs(),
+                tokio_postgres::config::TargetSessionAttrs::ReadWrite
+            );
+            assert!(
+                settings.storage.secret_key_file.is_some(),
+                "one key for every node"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_postgres_engine_needs_a_url_it_can_read() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.set_env("BINDERY_STORAGE__ENGINE", "postgres");
+            let settings = Settings::load(None, &Flags::default()).unwrap();
+            let error = settings.postgres().unwrap_err();
+            assert!(error.contains("storage.postgres.url"), "{error}");
+            jail.set_env("BINDERY_STORAGE__POSTGRES__URL", "host=db port=nope");
+            let settings = Settings::load(None, &Flags::default()).unwrap();
+            let error = settings.postgres().unwrap_err();
+            assert!(error.contains("storage.postgres.url"), "{error}");
+            jail.set_env("BINDERY_STORAGE__ENGINE", "oracle");
+            let error = Settings::load(None, &Flags::default()).unwrap_err();
+            assert!(error.contains("storage.engine"), "{error}");
+            Ok(())
+        });
+    }
+
+    #[test]
     fn a_bad_value_or_unknown_key_names_the_key() {
         Jail::expect_with(|jail| {
             // The caller's own BINDERY_* (a test harness's, say) must not count here.
