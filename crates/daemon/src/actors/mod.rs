@@ -114,6 +114,9 @@ pub struct Daemon {
     notification_sids: Arc<Mutex<MonotonicSids>>,
     /// What this node shares with the others (PostgreSQL), or knows alone (SQLite).
     node: Arc<Node>,
+    /// The longest a write waits for the writer's answer (PostgreSQL: `busy_timeout`); none on
+    /// SQLite, whose writer answers once its commit is done whatever it takes.
+    write_deadline: Option<Duration>,
 }
 
 impl Daemon {
@@ -215,6 +218,7 @@ impl Daemon {
             fan_out,
             notification_sids: Arc::new(Mutex::new(notification_sids)),
             node,
+            write_deadline: options.postgres.as_ref().map(|t| t.timeout),
         };
         for credential in daemon.read(|view| view.expiring_credentials())? {
             daemon.show_expiry(&credential);
@@ -243,10 +247,21 @@ impl Daemon {
             }
             _ => (None, None),
         };
-        let committed = self
-            .writer
-            .send(Execute(envelope))
-            .await
+        let sent = self.writer.send(Execute(envelope));
+        let answered = match self.write_deadline {
+            // On PostgreSQL a caller hears within the deadline, whatever the database does;
+            // a write still queued or running then may yet commit (as when an answer is lost
+            // on the wire: an Idempotency-Key makes the retry safe).
+            Some(deadline) => tokio::time::timeout(deadline, sent)
+                .await
+                .unwrap_or_else(|_| {
+                    Ok(Err(WriteError::Unavailable(
+                        "the database did not answer in time".into(),
+                    )))
+                }),
+            None => sent.await,
+        };
+        let committed = answered
             .unwrap_or_else(|_| Err(WriteError::Unavailable("the writer is not running".into())))?;
         if let Some(credential) = deleted {
             if let Some(direct) = &self.direct {
