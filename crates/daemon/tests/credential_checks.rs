@@ -1,28 +1,31 @@
 //! A credential is read where it enters the daemon (CONTRACT §6.2): a create or update that
 //! cannot push is refused, naming the field, before anything is stored; what an update makes
-//! is the stored credential with the update merged over it, read whole.
+//! is the stored credential with the update merged over it, read whole. On both engines.
 
-use bindery_daemon::store::{self, StoreOptions};
-use bindery_daemon::{Committed, Daemon, DaemonOptions, Envelope, WriteError};
+mod engines;
+
+use bindery_daemon::{Committed, Daemon, Envelope, WriteError};
 use bindery_domain::*;
 use bindery_standin::{ApnsKey, ClientCert, ClientCertSpec, RsaTestKey, TestCa};
-use tempfile::TempDir;
+use engines::{on_both_engines, Database, Engine, Server};
 
 const KEY_ID: &str = "KEYID12345";
 const TEAM_ID: &str = "TEAMID1234";
 
-/// A daemon on a fresh data dir with one account, and a CA for certificates.
+/// A daemon on a fresh database with one account, and a CA for certificates.
 struct World {
     daemon: Daemon,
     account: AccountSid,
     ca: TestCa,
-    dir: TempDir,
+    database: Database,
+    _server: Server,
 }
 
 impl World {
-    async fn new() -> World {
-        let dir = TempDir::new().unwrap();
-        let daemon = Daemon::start(DaemonOptions::new(dir.path().to_owned())).unwrap();
+    async fn new(engine: Engine) -> World {
+        let server = Server::start(engine);
+        let database = server.database();
+        let daemon = Daemon::start(database.daemon_options()).unwrap();
         let account = daemon
             .execute(Envelope::from(Command::CreateAccount {
                 friendly_name: "checks".into(),
@@ -31,12 +34,13 @@ impl World {
             .await
             .unwrap();
         let account = AccountSid::parse(account.row.unwrap().sid()).unwrap();
-        let ca = TestCa::new(dir.path().join("ca")).unwrap();
+        let ca = TestCa::new(database.dir.path().join("ca")).unwrap();
         World {
             daemon,
             account,
             ca,
-            dir,
+            database,
+            _server: server,
         }
     }
 
@@ -111,12 +115,7 @@ impl World {
 
     async fn verify(self) {
         self.daemon.shutdown().await.unwrap();
-        let differences = store::verify(
-            &store::database_path(self.dir.path()),
-            &StoreOptions::default(),
-        )
-        .unwrap();
-        assert!(differences.is_empty(), "{differences:#?}");
+        self.database.assert_verifies();
     }
 }
 
@@ -157,10 +156,9 @@ fn assert_refused(result: Result<impl std::fmt::Debug, WriteError>, field: &str)
     }
 }
 
-#[test]
-fn what_cannot_push_is_refused_naming_the_field_and_nothing_is_stored() {
+fn what_cannot_push_is_refused_naming_the_field_and_nothing_is_stored(engine: Engine) {
     actix_rt::System::new().block_on(async {
-        let world = World::new().await;
+        let world = World::new(engine).await;
         let before = world.log_position();
         let create = |credential_type, secrets, fields| Command::CreateCredential {
             account: world.account,
@@ -289,10 +287,11 @@ fn what_cannot_push_is_refused_naming_the_field_and_nothing_is_stored() {
     });
 }
 
-#[test]
-fn an_update_is_read_merged_over_the_stored_credential_and_a_bad_one_changes_nothing() {
+fn an_update_is_read_merged_over_the_stored_credential_and_a_bad_one_changes_nothing(
+    engine: Engine,
+) {
     actix_rt::System::new().block_on(async {
-        let world = World::new().await;
+        let world = World::new(engine).await;
         let key = p8();
         let token = world
             .create(key_only(&key), token_fields("com.example.chat"))
@@ -382,10 +381,9 @@ fn an_update_is_read_merged_over_the_stored_credential_and_a_bad_one_changes_not
     });
 }
 
-#[test]
-fn switching_auth_keeps_nothing_of_the_old_one() {
+fn switching_auth_keeps_nothing_of_the_old_one(engine: Engine) {
     actix_rt::System::new().block_on(async {
-        let world = World::new().await;
+        let world = World::new(engine).await;
         let token = world
             .create(key_only(&p8()), token_fields("com.example.chat"))
             .await;
@@ -446,10 +444,9 @@ fn switching_auth_keeps_nothing_of_the_old_one() {
     });
 }
 
-#[test]
-fn a_topic_given_stays_and_one_taken_from_the_certificate_follows_it() {
+fn a_topic_given_stays_and_one_taken_from_the_certificate_follows_it(engine: Engine) {
     actix_rt::System::new().block_on(async {
-        let world = World::new().await;
+        let world = World::new(engine).await;
         let spec = |bundle: &str| ClientCertSpec::new(bundle).rsa(RsaTestKey::A);
         let first = world.certificate(&spec("com.example.one"));
         let second = world.certificate(&spec("com.example.two"));
@@ -490,3 +487,10 @@ fn a_topic_given_stays_and_one_taken_from_the_certificate_follows_it() {
         world.verify().await;
     });
 }
+
+on_both_engines!(
+    what_cannot_push_is_refused_naming_the_field_and_nothing_is_stored,
+    an_update_is_read_merged_over_the_stored_credential_and_a_bad_one_changes_nothing,
+    switching_auth_keeps_nothing_of_the_old_one,
+    a_topic_given_stays_and_one_taken_from_the_certificate_follows_it,
+);

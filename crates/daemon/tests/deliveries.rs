@@ -1,29 +1,30 @@
 //! Delivery records through a real [`Daemon`]: written with the writer's group commit,
 //! upserted in place, trimmed to the newest 20 per binding, listed newest first, never written
 //! for a binding that is gone and deleted with their binding however it goes (deleted,
-//! expired), left alone by a rebuild and by `verify`.
+//! expired), left alone by a rebuild and by `verify`. On both engines.
 
-use std::path::Path;
+mod engines;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use bindery_daemon::clock::ManualClock;
 use bindery_daemon::queries::{Cursor, Page, PageRequest};
 use bindery_daemon::records::{DeliveryRecord, DeliveryStatus, KEPT_PER_BINDING};
-use bindery_daemon::store::{self, StoreOptions};
-use bindery_daemon::{Committed, Daemon, DaemonOptions, Envelope, Store};
+use bindery_daemon::store::sql::Arg;
+use bindery_daemon::{Committed, Daemon, DaemonOptions, Envelope};
 use bindery_domain::*;
-use tempfile::TempDir;
+use engines::{on_both_engines, Database, Engine, Server};
 
 const DAY: i64 = 24 * 60 * 60;
 /// 2023-11-14T22:13:20Z.
 const T0: i64 = 1_700_000_000;
 
-fn options(dir: &Path, clock: &ManualClock) -> DaemonOptions {
+fn options(database: &Database, clock: &ManualClock) -> DaemonOptions {
     DaemonOptions {
         clock: Arc::new(clock.clone()),
         stale_after: Duration::from_secs((60 * DAY) as u64),
-        ..DaemonOptions::new(dir.to_owned())
+        ..database.daemon_options()
     }
 }
 
@@ -133,26 +134,20 @@ fn all(daemon: &Daemon, ids: (AccountSid, ServiceSid), binding: BindingSid) -> V
 }
 
 /// The rows the table holds for a binding, whether or not the binding still exists.
-fn rows_of(dir: &Path, binding: BindingSid) -> i64 {
-    let conn = store::open_reader(&store::database_path(dir), Duration::from_secs(5)).unwrap();
-    conn.query_row(
+fn rows_of(database: &Database, binding: BindingSid) -> i64 {
+    database.count(
         "SELECT COUNT(*) FROM deliveries WHERE binding_sid = ?1",
-        [binding.as_str()],
-        |r| r.get(0),
+        &[Arg::Text(binding.as_str())],
     )
-    .unwrap()
 }
 
-fn verify(dir: &Path) {
-    let differences = store::verify(&store::database_path(dir), &StoreOptions::default()).unwrap();
-    assert!(differences.is_empty(), "{differences:?}");
-}
-
-#[actix_rt::test]
-async fn a_record_is_updated_in_place_and_a_binding_keeps_its_newest_twenty_newest_first() {
-    let dir = TempDir::new().unwrap();
+async fn a_record_is_updated_in_place_and_a_binding_keeps_its_newest_twenty_newest_first(
+    engine: Engine,
+) {
+    let server = Server::start(engine);
+    let database = server.database();
     let clock = ManualClock::at(Timestamp::from_unix(T0));
-    let daemon = Daemon::start(options(dir.path(), &clock)).unwrap();
+    let daemon = Daemon::start(options(&database, &clock)).unwrap();
     let ids = service(&daemon).await;
     let phone = register(&daemon, ids, "alice", "alice-token").await;
     let tablet = register(&daemon, ids, "bob", "bob-token").await;
@@ -221,7 +216,7 @@ async fn a_record_is_updated_in_place_and_a_binding_keeps_its_newest_twenty_newe
         newest,
         "the newest {KEPT_PER_BINDING}, newest first"
     );
-    assert_eq!(rows_of(dir.path(), phone), KEPT_PER_BINDING as i64);
+    assert_eq!(rows_of(&database, phone), KEPT_PER_BINDING as i64);
     assert_eq!(
         all(&daemon, ids, tablet)
             .iter()
@@ -271,14 +266,14 @@ async fn a_record_is_updated_in_place_and_a_binding_keeps_its_newest_twenty_newe
 
     // Records are not events: verify compares the projections only, and they pass.
     daemon.shutdown().await.unwrap();
-    verify(dir.path());
+    database.assert_verifies();
 }
 
-#[actix_rt::test]
-async fn records_go_with_their_binding_and_survive_a_rebuild_and_a_restart() {
-    let dir = TempDir::new().unwrap();
+async fn records_go_with_their_binding_and_survive_a_rebuild_and_a_restart(engine: Engine) {
+    let server = Server::start(engine);
+    let database = server.database();
     let clock = ManualClock::at(Timestamp::from_unix(T0));
-    let daemon = Daemon::start(options(dir.path(), &clock)).unwrap();
+    let daemon = Daemon::start(options(&database, &clock)).unwrap();
     let ids = service(&daemon).await;
     let deleted = register(&daemon, ids, "alice", "deleted-token").await;
     let stale = register(&daemon, ids, "bob", "stale-token").await;
@@ -290,7 +285,7 @@ async fn records_go_with_their_binding_and_survive_a_rebuild_and_a_restart() {
         .collect();
     daemon.record_deliveries(records.clone()).await.unwrap();
     for binding in [deleted, stale, kept] {
-        assert_eq!(rows_of(dir.path(), binding), 1);
+        assert_eq!(rows_of(&database, binding), 1);
     }
 
     // Deleted: its records go in the same transaction, and none are written for it after.
@@ -305,7 +300,7 @@ async fn records_go_with_their_binding_and_survive_a_rebuild_and_a_restart() {
         },
     )
     .await;
-    assert_eq!(rows_of(dir.path(), deleted), 0);
+    assert_eq!(rows_of(&database, deleted), 0);
     assert_eq!(page(&daemon, ids, deleted, Cursor::Start, 50), None);
     daemon
         .record_deliveries(vec![record(
@@ -319,7 +314,7 @@ async fn records_go_with_their_binding_and_survive_a_rebuild_and_a_restart() {
         .await
         .unwrap();
     assert_eq!(
-        rows_of(dir.path(), deleted),
+        rows_of(&database, deleted),
         0,
         "no record of a binding gone"
     );
@@ -329,20 +324,24 @@ async fn records_go_with_their_binding_and_survive_a_rebuild_and_a_restart() {
     register(&daemon, ids, "carol", "kept-token").await;
     clock.advance(31 * DAY);
     assert_eq!(daemon.sweep().await, 1);
-    assert_eq!(rows_of(dir.path(), stale), 0);
+    assert_eq!(rows_of(&database, stale), 0);
     assert_eq!(all(&daemon, ids, kept), vec![records[2].clone()]);
     daemon.shutdown().await.unwrap();
 
     // A rebuild replays the log into the projections and leaves the records be.
-    let path = store::database_path(dir.path());
-    let mut store = Store::open(&path, &StoreOptions::default()).unwrap();
+    let mut store = database.open();
     store.rebuild().unwrap();
     drop(store);
-    verify(dir.path());
+    database.assert_verifies();
 
     // Started again: the records are there, and new notifications sort after them.
-    let daemon = Daemon::start(options(dir.path(), &clock)).unwrap();
+    let daemon = Daemon::start(options(&database, &clock)).unwrap();
     assert_eq!(all(&daemon, ids, kept), vec![records[2].clone()]);
     assert!(daemon.new_notification_sid() > notify);
     daemon.shutdown().await.unwrap();
 }
+
+on_both_engines!(async:
+    a_record_is_updated_in_place_and_a_binding_keeps_its_newest_twenty_newest_first,
+    records_go_with_their_binding_and_survive_a_rebuild_and_a_restart,
+);

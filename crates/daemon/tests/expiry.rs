@@ -2,29 +2,30 @@
 //! from a [`ManualClock`] the test moves: no test here sleeps.
 //!
 //! Each test runs a real [`Daemon`] (writer, readers, sweeper) inside an actix `System` on a
-//! fresh data dir, and ends with the log replaying into exactly the live projections.
+//! fresh database (on either engine), and ends with the log replaying into exactly the live
+//! projections.
 
-use std::path::Path;
+mod engines;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use bindery_daemon::clock::ManualClock;
 use bindery_daemon::queries::{Cursor, EventFilter, PageRequest};
-use bindery_daemon::store::{self, StoreOptions};
-use bindery_daemon::{Committed, Daemon, DaemonOptions, Envelope, Store};
+use bindery_daemon::{Committed, Daemon, DaemonOptions, Envelope};
 use bindery_domain::*;
-use tempfile::TempDir;
+use engines::{on_both_engines, Database, Engine, Server};
 
 const DAY: i64 = 24 * 60 * 60;
 const STALE_AFTER_DAYS: i64 = 60;
 /// 2023-11-14T22:13:20Z.
 const T0: i64 = 1_700_000_000;
 
-fn options(dir: &Path, clock: &ManualClock) -> DaemonOptions {
+fn options(database: &Database, clock: &ManualClock) -> DaemonOptions {
     DaemonOptions {
         clock: Arc::new(clock.clone()),
         stale_after: Duration::from_secs((STALE_AFTER_DAYS * DAY) as u64),
-        ..DaemonOptions::new(dir.to_owned())
+        ..database.daemon_options()
     }
 }
 
@@ -174,25 +175,18 @@ fn gauges(daemon: &Daemon) -> [i64; 3] {
 }
 
 /// Closes the daemon cleanly, then replays the log: every projection row must match.
-async fn shut_down_and_verify(daemon: &Daemon, dir: &Path) {
+async fn shut_down_and_verify(daemon: &Daemon, database: &Database) {
     daemon.shutdown().await.unwrap();
-    let differences = store::verify(&store::database_path(dir), &StoreOptions::default()).unwrap();
-    assert!(
-        differences.is_empty(),
-        "the projections differ from a replay of the log:\n{}",
-        differences
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    database.assert_verifies();
 }
 
-#[actix_rt::test]
-async fn bindings_not_refreshed_within_stale_after_are_expired_and_refreshed_ones_survive() {
-    let dir = TempDir::new().unwrap();
+async fn bindings_not_refreshed_within_stale_after_are_expired_and_refreshed_ones_survive(
+    engine: Engine,
+) {
+    let server = Server::start(engine);
+    let database = server.database();
     let clock = ManualClock::at(Timestamp::from_unix(T0));
-    let daemon = Daemon::start(options(dir.path(), &clock)).unwrap();
+    let daemon = Daemon::start(options(&database, &clock)).unwrap();
 
     let account = account_of(&run(&daemon, create_account()).await);
     let service = service_of(&run(&daemon, create_service(account)).await);
@@ -331,14 +325,14 @@ async fn bindings_not_refreshed_within_stale_after_are_expired_and_refreshed_one
     assert_eq!(gauges(&daemon), [0, 0, 0]);
     assert_eq!(expired_events(&daemon, account).await, 4);
 
-    shut_down_and_verify(&daemon, dir.path()).await;
+    shut_down_and_verify(&daemon, &database).await;
 }
 
-#[actix_rt::test]
-async fn a_sweep_with_nothing_stale_expires_nothing() {
-    let dir = TempDir::new().unwrap();
+async fn a_sweep_with_nothing_stale_expires_nothing(engine: Engine) {
+    let server = Server::start(engine);
+    let database = server.database();
     let clock = ManualClock::at(Timestamp::from_unix(T0));
-    let daemon = Daemon::start(options(dir.path(), &clock)).unwrap();
+    let daemon = Daemon::start(options(&database, &clock)).unwrap();
 
     // An empty registry.
     assert_eq!(daemon.sweep().await, 0);
@@ -377,22 +371,21 @@ async fn a_sweep_with_nothing_stale_expires_nothing() {
     assert_eq!(gauge(&daemon, BindingType::Fcm), 5);
     assert_eq!(expired_events(&daemon, account).await, 0);
 
-    shut_down_and_verify(&daemon, dir.path()).await;
+    shut_down_and_verify(&daemon, &database).await;
 }
 
-#[actix_rt::test]
-async fn one_sweep_expires_more_stale_bindings_than_one_batch_holds() {
+async fn one_sweep_expires_more_stale_bindings_than_one_batch_holds(engine: Engine) {
     const USERS: usize = 100;
     const PER_USER: usize = 12;
     const STALE: usize = USERS * PER_USER;
     const FRESH: usize = 7;
-    let dir = TempDir::new().unwrap();
-    let path = store::database_path(dir.path());
+    let server = Server::start(engine);
+    let database = server.database();
 
     // 1,200 bindings (100 users with 12 each) registered at t0, straight into the store, 300 per
     // transaction.
     let (account, service) = {
-        let mut store = Store::open(&path, &StoreOptions::default()).unwrap();
+        let mut store = database.open();
         let now = Timestamp::from_unix(T0);
         let account = account_of(&store.execute_one(create_account().into(), now).unwrap());
         let service = service_of(
@@ -429,7 +422,7 @@ async fn one_sweep_expires_more_stale_bindings_than_one_batch_holds() {
 
     // The daemon starts 61 days later and counts what the store holds.
     let clock = ManualClock::at(Timestamp::from_unix(T0 + 61 * DAY));
-    let daemon = Daemon::start(options(dir.path(), &clock)).unwrap();
+    let daemon = Daemon::start(options(&database, &clock)).unwrap();
     assert_eq!(gauges(&daemon).iter().sum::<i64>(), STALE as i64);
     assert_eq!(gauges(&daemon), [400, 400, 400]);
 
@@ -489,5 +482,11 @@ async fn one_sweep_expires_more_stale_bindings_than_one_batch_holds() {
     assert_eq!(left, fresh, "exactly the fresh bindings are left");
     assert_eq!(daemon.sweep().await, 0, "nothing stale is left");
 
-    shut_down_and_verify(&daemon, dir.path()).await;
+    shut_down_and_verify(&daemon, &database).await;
 }
+
+on_both_engines!(async:
+    bindings_not_refreshed_within_stale_after_are_expired_and_refreshed_ones_survive,
+    a_sweep_with_nothing_stale_expires_nothing,
+    one_sweep_expires_more_stale_bindings_than_one_batch_holds,
+);

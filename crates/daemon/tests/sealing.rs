@@ -1,16 +1,16 @@
 //! Credentials' private fields are sealed where they enter the daemon: the log, the projection
 //! rows and an export hold only sealed values, which open under the data dir's key file and no
-//! other. A log written before sealing still imports, verifies and reads.
+//! other. A log written before sealing still imports, verifies and reads. On both engines: the
+//! key file is in the data dir whichever holds the log.
 
-use std::path::Path;
+mod engines;
 
 use bindery_daemon::seal::{self, SEALED_PREFIX};
 use bindery_daemon::store::{self, StoreOptions};
-use bindery_daemon::{
-    Committed, Daemon, DaemonOptions, Envelope, ImportKey, SealError, Sealer, Store, StoreError,
-};
+use bindery_daemon::{Committed, Daemon, Envelope, ImportKey, SealError, Sealer, StoreError};
 use bindery_domain::*;
 use bindery_standin::{ApnsKey, ClientCertSpec, RsaTestKey, ServiceAccount, TestCa};
+use engines::{on_both_engines, Database, Engine, Server};
 use tempfile::TempDir;
 
 /// Real material (made for this test: a stand-in CA's certificates, a fresh `.p8`, the
@@ -136,12 +136,12 @@ struct Made {
     certificate: CredentialSid,
 }
 
-/// A daemon on `dir` creates an account and a credential of each kind (every private field
-/// among them), then rotates the token credential's key and renews the certificate one's
+/// A daemon on `database` creates an account and a credential of each kind (every private
+/// field among them), then rotates the token credential's key and renews the certificate one's
 /// certificate.
-fn create_and_rotate(dir: &Path, material: &Material) -> Made {
+fn create_and_rotate(database: &Database, material: &Material) -> Made {
     actix_rt::System::new().block_on(async {
-        let daemon = Daemon::start(DaemonOptions::new(dir.to_owned())).unwrap();
+        let daemon = Daemon::start(database.daemon_options()).unwrap();
         let account = run(
             &daemon,
             Command::CreateAccount {
@@ -265,31 +265,21 @@ fn create_and_rotate(dir: &Path, material: &Material) -> Made {
     })
 }
 
-fn export_of(dir: &Path) -> String {
-    let mut out = Vec::new();
-    store::export(
-        &store::Location::Sqlite(store::database_path(dir)),
-        &mut out,
-        &StoreOptions::default(),
-    )
-    .unwrap();
-    String::from_utf8(out).unwrap()
+fn key_file(database: &Database) -> std::path::PathBuf {
+    seal::default_key_file(database.dir.path())
 }
 
-fn key_file(dir: &Path) -> std::path::PathBuf {
-    seal::default_key_file(dir)
-}
-
-fn import_into(dir: &Path, export: &str) -> Result<store::ImportReport, StoreError> {
-    let key = ImportKey::load(&key_file(dir))?;
-    Store::open(&store::database_path(dir), &StoreOptions::default())?
+fn import_into(database: &Database, export: &str) -> Result<store::ImportReport, StoreError> {
+    let key = ImportKey::load(&key_file(database))?;
+    database
+        .open_with(&StoreOptions::default())?
         .import(&mut export.as_bytes(), &key)
 }
 
-fn credential_row(dir: &Path, sid: &CredentialSid) -> Credential {
-    match Store::open(&store::database_path(dir), &StoreOptions::default())
-        .unwrap()
-        .load_row(EntityKind::Credential, sid.as_str())
+fn credential_row(database: &Database, sid: &str) -> Credential {
+    match database
+        .open()
+        .load_row(EntityKind::Credential, sid)
         .unwrap()
     {
         Some(Row::Credential(c)) => c,
@@ -297,25 +287,20 @@ fn credential_row(dir: &Path, sid: &CredentialSid) -> Credential {
     }
 }
 
-#[test]
-fn the_log_rows_and_export_hold_sealed_values_that_open_with_the_key_file() {
-    let dir = TempDir::new().unwrap();
+fn the_log_rows_and_export_hold_sealed_values_that_open_with_the_key_file(engine: Engine) {
+    let server = Server::start(engine);
+    let database = server.database();
     let material = Material::new();
-    let made = create_and_rotate(dir.path(), &material);
+    let made = create_and_rotate(&database, &material);
 
-    let conn = store::open_reader(
-        &store::database_path(dir.path()),
-        StoreOptions::default().busy_timeout,
-    )
-    .unwrap();
-    let mut at_rest: Vec<String> = conn
-        .prepare("SELECT data FROM events UNION ALL SELECT secrets FROM credentials")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    let export = export_of(dir.path());
+    let mut at_rest: Vec<String> = database.read(|db| {
+        db.all(
+            "SELECT data FROM events UNION ALL SELECT secrets FROM credentials",
+            &[],
+            |r| Ok(r.text(0)?.to_owned()),
+        )
+    });
+    let export = database.export();
     at_rest.push(export.clone());
     for text in &at_rest {
         for plaintext in material.plaintexts() {
@@ -325,7 +310,7 @@ fn the_log_rows_and_export_hold_sealed_values_that_open_with_the_key_file() {
     }
 
     // Every sealed value of the export opens with the key file, to the plaintext it sealed.
-    let sealer = Sealer::load(&key_file(dir.path()))
+    let sealer = Sealer::load(&key_file(&database))
         .unwrap()
         .expect("a key file");
     let mut opened = Vec::new();
@@ -343,13 +328,13 @@ fn the_log_rows_and_export_hold_sealed_values_that_open_with_the_key_file() {
         assert!(opened.iter().any(|o| o == plaintext), "{plaintext} missing");
     }
     let token = sealer
-        .open_secrets(&credential_row(dir.path(), &made.token).secrets)
+        .open_secrets(&credential_row(&database, made.token.as_str()).secrets)
         .unwrap();
     assert_eq!(
         token.private_key.as_deref(),
         Some(material.rotated_token_key.as_str())
     );
-    let certificate = credential_row(dir.path(), &made.certificate);
+    let certificate = credential_row(&database, made.certificate.as_str());
     assert_eq!(
         certificate.profile.topic.as_deref(),
         Some("com.example.sealing"),
@@ -364,69 +349,63 @@ fn the_log_rows_and_export_hold_sealed_values_that_open_with_the_key_file() {
         certificate.private_key.as_deref(),
         Some(material.certificate_key.as_str())
     );
-    assert!(
-        store::verify(&store::database_path(dir.path()), &StoreOptions::default())
-            .unwrap()
-            .is_empty()
-    );
+    database.assert_verifies();
 }
 
-#[test]
-fn a_second_start_reuses_the_key_and_a_missing_one_refuses_to_start() {
-    let dir = TempDir::new().unwrap();
+fn a_second_start_reuses_the_key_and_a_missing_one_refuses_to_start(engine: Engine) {
+    let server = Server::start(engine);
+    let database = server.database();
     let material = Material::new();
-    create_and_rotate(dir.path(), &material);
-    let key = std::fs::read(key_file(dir.path())).unwrap();
+    create_and_rotate(&database, &material);
+    let key = std::fs::read(key_file(&database)).unwrap();
     // A second start opens what the first sealed, under the same key.
-    create_and_rotate(dir.path(), &material);
-    assert_eq!(std::fs::read(key_file(dir.path())).unwrap(), key);
+    create_and_rotate(&database, &material);
+    assert_eq!(std::fs::read(key_file(&database)).unwrap(), key);
 
-    std::fs::remove_file(key_file(dir.path())).unwrap();
-    let refused = actix_rt::System::new()
-        .block_on(async { Daemon::start(DaemonOptions::new(dir.path().to_owned())).err() });
+    std::fs::remove_file(key_file(&database)).unwrap();
+    let refused =
+        actix_rt::System::new().block_on(async { Daemon::start(database.daemon_options()).err() });
     match refused {
         Some(StoreError::Seal(error @ SealError::MissingBesideSealed(_))) => {
             let message = error.to_string();
             assert!(
-                message.contains(&*key_file(dir.path()).to_string_lossy()),
+                message.contains(&*key_file(&database).to_string_lossy()),
                 "{message}"
             );
         }
         other => panic!("expected a refusal naming the key file, got {other:?}"),
     }
-    assert!(!key_file(dir.path()).exists(), "no new key was made");
+    assert!(!key_file(&database).exists(), "no new key was made");
 }
 
-#[test]
-fn an_export_imports_byte_identical_under_its_key_and_is_refused_under_another() {
-    let source = TempDir::new().unwrap();
-    create_and_rotate(source.path(), &Material::new());
-    let export = export_of(source.path());
+fn an_export_imports_byte_identical_under_its_key_and_is_refused_under_another(engine: Engine) {
+    let server = Server::start(engine);
+    let source = server.database();
+    create_and_rotate(&source, &Material::new());
+    let export = source.export();
 
-    let same_key = TempDir::new().unwrap();
-    std::fs::copy(key_file(source.path()), key_file(same_key.path())).unwrap();
-    import_into(same_key.path(), &export).unwrap();
-    assert_eq!(export_of(same_key.path()), export);
+    let same_key = server.database();
+    std::fs::copy(key_file(&source), key_file(&same_key)).unwrap();
+    import_into(&same_key, &export).unwrap();
+    assert_eq!(same_key.export(), export);
 
-    let other = TempDir::new().unwrap();
-    Sealer::create(&key_file(other.path())).unwrap();
-    let error = import_into(other.path(), &export).unwrap_err().to_string();
+    let other = server.database();
+    Sealer::create(&key_file(&other)).unwrap();
+    let error = import_into(&other, &export).unwrap_err().to_string();
     assert!(
-        error.contains(&*key_file(other.path()).to_string_lossy()),
+        error.contains(&*key_file(&other).to_string_lossy()),
         "{error}"
     );
-    assert_eq!(export_of(other.path()), "", "nothing imported");
+    assert_eq!(other.export(), "", "nothing imported");
 
-    let keyless = TempDir::new().unwrap();
-    let error = import_into(keyless.path(), &export)
-        .unwrap_err()
-        .to_string();
+    let keyless = server.database();
+    let error = import_into(&keyless, &export).unwrap_err().to_string();
     assert!(
-        error.contains(&*key_file(keyless.path()).to_string_lossy()),
+        error.contains(&*key_file(&keyless).to_string_lossy()),
         "{error}"
     );
-    assert_eq!(export_of(keyless.path()), "", "nothing imported");
-    assert!(!key_file(keyless.path()).exists(), "import makes no key");
+    assert_eq!(keyless.export(), "", "nothing imported");
+    assert!(!key_file(&keyless).exists(), "import makes no key");
 }
 
 /// An account and a credential as a Bindery before sealing wrote them: secrets in clear.
@@ -437,31 +416,28 @@ const PLAINTEXT_LOG: &str = concat!(
     "\n",
 );
 
-#[test]
-fn a_log_written_before_sealing_imports_verifies_and_reads() {
-    let dir = TempDir::new().unwrap();
-    import_into(dir.path(), PLAINTEXT_LOG).unwrap();
-    let path = store::database_path(dir.path());
-    assert!(store::verify(&path, &StoreOptions::default())
-        .unwrap()
-        .is_empty());
-    assert_eq!(export_of(dir.path()), PLAINTEXT_LOG, "never rewritten");
+fn a_log_written_before_sealing_imports_verifies_and_reads(engine: Engine) {
+    let server = Server::start(engine);
+    let database = server.database();
+    import_into(&database, PLAINTEXT_LOG).unwrap();
+    database.assert_verifies();
+    assert_eq!(database.export(), PLAINTEXT_LOG, "never rewritten");
 
     // Nothing there is sealed, so a first start makes a key rather than refusing.
     actix_rt::System::new().block_on(async {
-        let daemon = Daemon::start(DaemonOptions::new(dir.path().to_owned())).unwrap();
-        let credential = match Store::open(&path, &StoreOptions::default())
-            .unwrap()
-            .load_row(EntityKind::Credential, "CR018876d44d887b2e9d4c1a0f3e5d6c8b")
-            .unwrap()
-        {
-            Some(Row::Credential(c)) => c,
-            other => panic!("{other:?}"),
-        };
+        let daemon = Daemon::start(database.daemon_options()).unwrap();
+        let credential = credential_row(&database, "CR018876d44d887b2e9d4c1a0f3e5d6c8b");
         let opened = daemon.sealer().open_secrets(&credential.secrets).unwrap();
         assert_eq!(opened.api_key.as_deref(), Some("plain-gcm-api-key"));
         daemon.shutdown().await.unwrap();
     });
-    assert!(key_file(dir.path()).exists());
-    assert_eq!(export_of(dir.path()), PLAINTEXT_LOG);
+    assert!(key_file(&database).exists());
+    assert_eq!(database.export(), PLAINTEXT_LOG);
 }
+
+on_both_engines!(
+    the_log_rows_and_export_hold_sealed_values_that_open_with_the_key_file,
+    a_second_start_reuses_the_key_and_a_missing_one_refuses_to_start,
+    an_export_imports_byte_identical_under_its_key_and_is_refused_under_another,
+    a_log_written_before_sealing_imports_verifies_and_reads,
+);

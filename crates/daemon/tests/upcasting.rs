@@ -1,13 +1,16 @@
 //! An export written before registrations had an endpoint and message types (`BindingRegistered`
 //! v1) still imports, reads as the current shape, and exports unchanged: the log is never
 //! rewritten, only upcast as it is read. Events this Bindery cannot read are refused whole. A
-//! credential from before profiles (v1) reads with none, and its database migrates.
+//! credential from before profiles (v1) reads with none, and a SQLite database from before
+//! profiles migrates. On both engines, but for that SQLite migration.
 
-use std::path::{Path, PathBuf};
+mod engines;
 
+use bindery_daemon::store::sql::Arg;
 use bindery_daemon::store::{self, ImportReport, PROJECTION_TABLES};
 use bindery_daemon::{ImportKey, Store, StoreError, StoreOptions};
 use bindery_domain::*;
+use engines::{on_both_engines, Database, Engine, Server};
 use tempfile::TempDir;
 
 /// AccountCreated, ServiceCreated, UserCreated, then a v1 BindingRegistered: no `endpoint`, no
@@ -24,27 +27,32 @@ const REGISTERED_AT: i64 = 1_685_620_860;
 
 struct EmptyStore {
     store: Store,
-    path: PathBuf,
+    database: Database,
     /// The data dir's key as import finds it (none: the fixture holds no sealed values).
     key: ImportKey,
-    _dir: TempDir,
+    /// Dropped last: the PostgreSQL server, if the store is on one.
+    _server: Server,
 }
 
-fn empty_store() -> EmptyStore {
-    let dir = TempDir::new().unwrap();
-    let path = store::database_path(dir.path());
-    let store = Store::open(&path, &StoreOptions::default()).unwrap();
-    let key = ImportKey::load(&bindery_daemon::seal::default_key_file(dir.path())).unwrap();
+fn empty_store(engine: Engine) -> EmptyStore {
+    let server = Server::start(engine);
+    let database = server.database();
+    let store = database.open();
+    let key = key_of(&database);
     EmptyStore {
         store,
-        path,
+        database,
         key,
-        _dir: dir,
+        _server: server,
     }
 }
 
-fn imported_fixture() -> EmptyStore {
-    let mut fresh = empty_store();
+fn key_of(database: &Database) -> ImportKey {
+    ImportKey::load(&bindery_daemon::seal::default_key_file(database.dir.path())).unwrap()
+}
+
+fn imported_fixture(engine: Engine) -> EmptyStore {
+    let mut fresh = empty_store(engine);
     let report = fresh
         .store
         .import(&mut FIXTURE.as_bytes(), &fresh.key)
@@ -59,12 +67,6 @@ fn imported_fixture() -> EmptyStore {
     fresh
 }
 
-/// A read-only connection to the database, for assertions in SQL (the store does not lend its
-/// write connection).
-fn reader(path: &Path) -> rusqlite::Connection {
-    store::open_reader(path, StoreOptions::default().busy_timeout).unwrap()
-}
-
 fn binding_row(store: &mut Store) -> Binding {
     match store.load_row(EntityKind::Binding, BINDING).unwrap() {
         Some(Row::Binding(binding)) => binding,
@@ -72,9 +74,8 @@ fn binding_row(store: &mut Store) -> Binding {
     }
 }
 
-#[test]
-fn a_v1_registration_reads_with_its_derived_endpoint_and_every_message_type() {
-    let mut imported = imported_fixture();
+fn a_v1_registration_reads_with_its_derived_endpoint_and_every_message_type(engine: Engine) {
+    let mut imported = imported_fixture(engine);
     let binding = binding_row(&mut imported.store);
 
     let identity = Identity::parse(IDENTITY).unwrap();
@@ -100,20 +101,18 @@ fn a_v1_registration_reads_with_its_derived_endpoint_and_every_message_type() {
     assert_eq!(binding.date_created, Timestamp::from_unix(REGISTERED_AT));
     assert_eq!(binding.date_updated, Timestamp::from_unix(REGISTERED_AT));
 
-    let differences = store::verify(&imported.path, &StoreOptions::default()).unwrap();
-    assert!(differences.is_empty(), "{differences:#?}");
+    imported.database.assert_verifies();
 }
 
-#[test]
-fn the_log_keeps_the_v1_data_as_it_was_written() {
-    let imported = imported_fixture();
-    let (version, data): (u32, String) = reader(&imported.path)
-        .query_row(
+fn the_log_keeps_the_v1_data_as_it_was_written(engine: Engine) {
+    let imported = imported_fixture(engine);
+    let (version, data) = imported.database.read(|db| {
+        db.value(
             "SELECT schema_version, data FROM events WHERE stream = ?1",
-            [BINDING],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            &[Arg::Text(BINDING)],
+            |r| Ok((r.int(0)?, r.text(1)?.to_owned())),
         )
-        .unwrap();
+    });
     assert_eq!(version, 1);
     let fixture_line = FIXTURE.lines().nth(3).unwrap();
     assert!(
@@ -123,19 +122,17 @@ fn the_log_keeps_the_v1_data_as_it_was_written() {
     assert!(!data.contains("endpoint") && !data.contains("message_types"));
 }
 
-#[test]
-fn export_after_import_reproduces_the_fixture_byte_for_byte() {
-    let imported = imported_fixture();
+fn export_after_import_reproduces_the_fixture_byte_for_byte(engine: Engine) {
+    let imported = imported_fixture(engine);
     let mut exported = Vec::new();
-    let location = store::Location::Sqlite(imported.path.clone());
-    let count = store::export(&location, &mut exported, &StoreOptions::default()).unwrap();
+    let location = &imported.database.location;
+    let count = store::export(location, &mut exported, &StoreOptions::default()).unwrap();
     assert_eq!(count, 4);
     assert_eq!(String::from_utf8(exported).unwrap(), FIXTURE);
 }
 
-#[test]
-fn the_same_device_registering_again_updates_its_v1_binding() {
-    let mut imported = imported_fixture();
+fn the_same_device_registering_again_updates_its_v1_binding(engine: Engine) {
+    let mut imported = imported_fixture(engine);
     let register = Command::RegisterBinding(RegisterBinding {
         account: AccountSid::parse(ACCOUNT).unwrap(),
         service: ServiceSid::parse(SERVICE).unwrap(),
@@ -165,8 +162,7 @@ fn the_same_device_registering_again_updates_its_v1_binding() {
         binding.date_updated,
         Timestamp::from_unix(REGISTERED_AT + 60)
     );
-    let differences = store::verify(&imported.path, &StoreOptions::default()).unwrap();
-    assert!(differences.is_empty(), "{differences:#?}");
+    imported.database.assert_verifies();
 }
 
 /// The fixture with its last line (the v1 registration) changed by `edit`.
@@ -181,8 +177,8 @@ fn fixture_with_last_event(edit: impl FnOnce(&mut serde_json::Value)) -> String 
 
 /// Imports `export`, expecting a refusal; returns its message after checking that nothing of
 /// the export was kept.
-fn refused_import(export: &str) -> String {
-    let mut fresh = empty_store();
+fn refused_import(engine: Engine, export: &str) -> String {
+    let mut fresh = empty_store(engine);
     let message = match fresh.store.import(&mut export.as_bytes(), &fresh.key) {
         Err(StoreError::Refused(message)) => message,
         other => panic!("expected the import to be refused, got {other:?}"),
@@ -190,11 +186,10 @@ fn refused_import(export: &str) -> String {
 
     assert_eq!(fresh.store.log_position().unwrap(), 0);
     assert_eq!(fresh.store.projection_position().unwrap(), 0);
-    let conn = reader(&fresh.path);
-    for table in PROJECTION_TABLES {
-        let rows: i64 = conn
-            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
-            .unwrap();
+    for table in PROJECTION_TABLES.into_iter().chain(["events"]) {
+        let rows = fresh
+            .database
+            .count(&format!("SELECT count(*) FROM {table}"), &[]);
         assert_eq!(rows, 0, "the refused import left rows in {table}");
     }
     // Still empty enough to take a good import.
@@ -205,10 +200,9 @@ fn refused_import(export: &str) -> String {
     message
 }
 
-#[test]
-fn an_unknown_event_type_refuses_the_whole_import() {
+fn an_unknown_event_type_refuses_the_whole_import(engine: Engine) {
     let export = fixture_with_last_event(|event| event["type"] = "BindingMoved".into());
-    let message = refused_import(&export);
+    let message = refused_import(engine, &export);
     assert!(message.contains("line 4"), "{message}");
     assert!(
         message.contains(r#"unknown event type "BindingMoved""#),
@@ -216,10 +210,9 @@ fn an_unknown_event_type_refuses_the_whole_import() {
     );
 }
 
-#[test]
-fn an_event_from_a_future_schema_version_refuses_the_whole_import() {
+fn an_event_from_a_future_schema_version_refuses_the_whole_import(engine: Engine) {
     let export = fixture_with_last_event(|event| event["schema_version"] = 3.into());
-    let message = refused_import(&export);
+    let message = refused_import(engine, &export);
     assert!(message.contains("line 4"), "{message}");
     assert!(
         message.contains("BindingRegistered schema version 3 is newer than this Bindery knows (2)"),
@@ -227,8 +220,7 @@ fn an_event_from_a_future_schema_version_refuses_the_whole_import() {
     );
 }
 
-#[test]
-fn a_second_creation_of_a_stream_refuses_the_whole_import() {
+fn a_second_creation_of_a_stream_refuses_the_whole_import(engine: Engine) {
     // The fixture's user, created again under a new identity at version 2 of its stream.
     let mut export = FIXTURE.to_owned();
     let line = FIXTURE
@@ -240,7 +232,7 @@ fn a_second_creation_of_a_stream_refuses_the_whole_import() {
     forged["stream_version"] = 2.into();
     forged["data"]["identity"] = "mallory".into();
     export.push_str(&format!("{forged}\n"));
-    let message = refused_import(&export);
+    let message = refused_import(engine, &export);
     assert!(message.contains("line 5"), "{message}");
     assert!(
         message.contains("starts with its one creation event"),
@@ -251,8 +243,42 @@ fn a_second_creation_of_a_stream_refuses_the_whole_import() {
 /// A v1 credential (written before credentials were read on the way in: no profile).
 const V1_CREDENTIAL: &str = r#"{"position":5,"stream":"CR018876d524600c4d8e2f6a1b3c5d7ea1","stream_version":1,"type":"CredentialCreated","schema_version":1,"data":{"credential_type":"fcm","friendly_name":"android","sandbox":null,"secrets":{"certificate":null,"private_key":null,"api_key":null,"secret":"legacy-server-key"}},"recorded_at":"2023-06-01T12:02:00Z","account_sid":"AC018876d43a003f9a1c0e5b7d2468ace1","service_sid":null,"request_id":null}"#;
 
+const V1_CREDENTIAL_SID: &str = "CR018876d524600c4d8e2f6a1b3c5d7ea1";
+
+fn a_v1_credential_reads_with_an_unknown_profile(engine: Engine) {
+    let server = Server::start(engine);
+    let database = server.database();
+    let export = FIXTURE.to_owned() + V1_CREDENTIAL + "\n";
+    let mut store = database.open();
+    store
+        .import(&mut export.as_bytes(), &key_of(&database))
+        .unwrap();
+    let credential = match store
+        .load_row(EntityKind::Credential, V1_CREDENTIAL_SID)
+        .unwrap()
+    {
+        Some(Row::Credential(c)) => c,
+        other => panic!("{other:?}"),
+    };
+    assert!(credential.profile.is_unknown(), "{:?}", credential.profile);
+    drop(store);
+    database.assert_verifies();
+}
+
+on_both_engines!(
+    a_v1_registration_reads_with_its_derived_endpoint_and_every_message_type,
+    the_log_keeps_the_v1_data_as_it_was_written,
+    export_after_import_reproduces_the_fixture_byte_for_byte,
+    the_same_device_registering_again_updates_its_v1_binding,
+    an_unknown_event_type_refuses_the_whole_import,
+    an_event_from_a_future_schema_version_refuses_the_whole_import,
+    a_second_creation_of_a_stream_refuses_the_whole_import,
+    a_v1_credential_reads_with_an_unknown_profile,
+);
+
+/// SQLite's alone: PostgreSQL's schema was born with profiles (its one migration has them).
 #[test]
-fn a_v1_credential_reads_with_an_unknown_profile_and_a_database_from_before_profiles_migrates() {
+fn a_sqlite_database_from_before_profiles_migrates() {
     let dir = TempDir::new().unwrap();
     let path = store::database_path(dir.path());
     let export = FIXTURE.to_owned() + V1_CREDENTIAL + "\n";
@@ -260,14 +286,6 @@ fn a_v1_credential_reads_with_an_unknown_profile_and_a_database_from_before_prof
         let mut store = Store::open(&path, &StoreOptions::default()).unwrap();
         let key = ImportKey::load(&bindery_daemon::seal::default_key_file(dir.path())).unwrap();
         store.import(&mut export.as_bytes(), &key).unwrap();
-        let credential = match store
-            .load_row(EntityKind::Credential, "CR018876d524600c4d8e2f6a1b3c5d7ea1")
-            .unwrap()
-        {
-            Some(Row::Credential(c)) => c,
-            other => panic!("{other:?}"),
-        };
-        assert!(credential.profile.is_unknown(), "{:?}", credential.profile);
     }
     // The same database as the Bindery before profiles left it: no profile column, six
     // migrations. Opening it again migrates, and the migrated rows equal the log's replay.
@@ -276,13 +294,15 @@ fn a_v1_credential_reads_with_an_unknown_profile_and_a_database_from_before_prof
         .unwrap();
     drop(conn);
     drop(Store::open(&path, &StoreOptions::default()).unwrap());
-    let (version, profile): (i64, String) = reader(&path)
-        .query_row(
-            "SELECT (SELECT user_version FROM pragma_user_version), profile FROM credentials",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
+    let (version, profile): (i64, String) =
+        store::open_reader(&path, StoreOptions::default().busy_timeout)
+            .unwrap()
+            .query_row(
+                "SELECT (SELECT user_version FROM pragma_user_version), profile FROM credentials",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
     assert_eq!((version, profile.as_str()), (7, "{}"));
     let differences = store::verify(&path, &StoreOptions::default()).unwrap();
     assert!(differences.is_empty(), "{differences:#?}");
