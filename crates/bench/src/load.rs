@@ -120,12 +120,19 @@ pub struct Stats {
     pub first_error: Option<String>,
     /// The measured window.
     pub elapsed: Duration,
-    /// CPU time of the server and of this load generator over the whole run (warm-up and
-    /// drain included), as a fraction of one core.
+    /// CPU time of the server (of every node, summed, when there are several) and of this
+    /// load generator over the whole run (warm-up and drain included), as a fraction of one
+    /// core.
     pub server_cpu: f64,
     pub generator_cpu: f64,
     /// Server CPU seconds per answer over the run.
     pub server_cpu_per_answer: f64,
+    /// The same two for PostgreSQL's processes, on that engine (zero on SQLite).
+    pub postgres_cpu: f64,
+    pub postgres_cpu_per_answer: f64,
+    /// With the server and the load generator pinned: how busy each of their two CPUs was
+    /// over the run, counting every process on it (other work on the machine too).
+    pub cores_busy: Option<(f64, f64)>,
     /// Every answer of the run, warm-up and drain included (to divide CPU time by).
     pub answered: u64,
     latencies_ns: Vec<u64>,
@@ -161,8 +168,9 @@ impl Stats {
 }
 
 /// Runs `workload` on `connections` connections: `warmup`, not counted, then `duration`.
+/// Connection `i` goes to `addrs[i % addrs.len()]`: several servers share the load evenly.
 pub fn run(
-    addr: SocketAddr,
+    addrs: &[SocketAddr],
     connections: usize,
     warmup: Duration,
     duration: Duration,
@@ -178,7 +186,7 @@ pub fn run(
         let tasks = (0..connections).map(|index| {
             let mut rng = Rng::new(started.elapsed().as_nanos() as u64 ^ (index as u64) << 48);
             async move {
-                let mut connection = Connection::new(addr);
+                let mut connection = Connection::new(addrs[index % addrs.len()]);
                 connection
                     .drive(workload, &mut rng, measure_from, end)
                     .await;

@@ -69,7 +69,7 @@ impl Machine {
 }
 
 /// The type and device of the mount holding `path` (the longest mount point above it).
-fn filesystem_of(path: &Path) -> String {
+pub fn filesystem_of(path: &Path) -> String {
     let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
     mounts
@@ -90,6 +90,44 @@ pub fn load_average() -> f64 {
         .ok()
         .and_then(|s| s.split_whitespace().next()?.parse().ok())
         .unwrap_or(f64::NAN)
+}
+
+/// A CPU's time so far, from /proc/stat: busy (running any process, or the kernel) and in
+/// all, in ticks.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuTime {
+    busy: u64,
+    total: u64,
+}
+
+impl CpuTime {
+    pub fn of(cpu: usize) -> anyhow::Result<CpuTime> {
+        let stat = std::fs::read_to_string("/proc/stat")?;
+        let name = format!("cpu{cpu}");
+        let line = stat
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name.as_str()))
+            .ok_or_else(|| anyhow::anyhow!("no {name} in /proc/stat"))?;
+        // user nice system idle iowait irq softirq steal (guest time is inside user's).
+        let ticks: Vec<u64> = line
+            .split_whitespace()
+            .skip(1)
+            .take(8)
+            .map(|v| v.parse().unwrap_or(0))
+            .collect();
+        let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
+        let total: u64 = ticks.iter().sum();
+        Ok(CpuTime {
+            busy: total - idle,
+            total,
+        })
+    }
+
+    /// The share of the time since `earlier` that the CPU was busy.
+    pub fn busy_since(&self, earlier: &CpuTime) -> f64 {
+        let total = self.total.saturating_sub(earlier.total);
+        self.busy.saturating_sub(earlier.busy) as f64 / total.max(1) as f64
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -1,17 +1,19 @@
 //! `bindery-bench`: the benchmark behind `make bench`. It starts the release binary on fresh
-//! data dirs, drives it with a fixed number of keep-alive connections for a fixed time per
-//! scenario, and writes requests/s, p50/p99 latency and the ratio to `GET /healthz` (measured
-//! in the same run) to BENCHMARKS.md. It reports; it never fails on a missed target.
+//! data dirs (and, in `postgres`, as nodes of a PostgreSQL server it starts), drives it with a
+//! fixed number of keep-alive connections for a fixed time per scenario, and writes
+//! requests/s, p50/p99 latency and the ratio to `GET /healthz` (measured in the same run) to
+//! BENCHMARKS.md. It reports; it never fails on a missed target.
 
 mod dataset;
 mod load;
 mod machine;
+mod postgres;
 mod push;
 mod report;
 mod server;
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -20,6 +22,7 @@ use clap::Parser;
 
 use dataset::{address, binding_type, identity, Dataset};
 use load::{Http, Request, Rng, Stats, Workload};
+use machine::CpuTime;
 use report::{Lists, Report, Row};
 use server::{Bindery, Server};
 
@@ -75,6 +78,17 @@ pub struct Args {
     /// Skip the push scenarios (the direct transport to the APNs and FCM stand-ins)
     #[arg(long)]
     skip_push: bool,
+    /// Skip the PostgreSQL scenarios (one node and three on a PostgreSQL server the benchmark
+    /// starts, and the change feed's lag between nodes)
+    #[arg(long)]
+    skip_postgres: bool,
+    /// Run only the PostgreSQL scenarios and the fresh SQLite data dir's, which they are
+    /// compared with (no group-commit-off run, no imported data sets, no push)
+    #[arg(long, conflicts_with = "skip_postgres")]
+    only_postgres: bool,
+    /// Commits, one at a time, over which the change feed's lag is measured
+    #[arg(long, default_value_t = 300)]
+    feed_commits: usize,
     /// Credentials (each with one binding, each notified once) in the idle-clients push
     /// scenario; 0 skips it
     #[arg(long, default_value_t = 10_000)]
@@ -85,6 +99,9 @@ pub struct Args {
 }
 
 const PER_USER: u64 = 5;
+/// With pinning, the server (and PostgreSQL) run on one CPU, the load generator on another.
+const SERVER_CPU: usize = 0;
+const GENERATOR_CPU: usize = 1;
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -114,11 +131,12 @@ fn main() -> anyhow::Result<()> {
     );
     let pinned = !args.no_pin && machine.cpus >= 2;
     if pinned {
-        server::pin_current_thread(1).context("pinning the load generator to CPU 1")?;
+        server::pin_current_thread(GENERATOR_CPU)
+            .context("pinning the load generator to its CPU")?;
     }
     let bindery = Bindery {
         binary: args.bindery.clone(),
-        cpu: pinned.then_some(0),
+        cpu: pinned.then_some(SERVER_CPU),
         logs: args.work_dir.clone(),
     };
     let mut report = Report::new(&args, machine, quiet, pinned);
@@ -127,10 +145,15 @@ fn main() -> anyhow::Result<()> {
         bindery: &bindery,
     };
     bench.fresh(&mut report)?;
-    bench.without_group_commit(&mut report)?;
-    bench.small(&mut report)?;
-    bench.large(&mut report)?;
-    if !args.skip_push {
+    if !args.only_postgres {
+        bench.without_group_commit(&mut report)?;
+        bench.small(&mut report)?;
+        bench.large(&mut report)?;
+    }
+    if !args.skip_postgres {
+        report.postgres = Some(bench.postgres()?);
+    }
+    if !args.skip_push && !args.only_postgres {
         report.push = Some(bench.push()?);
     }
     report.load_after = machine::load_average();
@@ -204,6 +227,78 @@ impl Items {
     }
 }
 
+/// What a scenario loads and whose CPU it reads: Bindery's servers (the load spread evenly
+/// over their ports) and, on the PostgreSQL engine, PostgreSQL's processes.
+pub struct Servers<'a> {
+    pub bindery: Vec<&'a Server>,
+    pub postgres: Option<&'a postgres::Postgres>,
+}
+
+impl<'a> Servers<'a> {
+    pub fn one(server: &'a Server) -> Self {
+        Servers {
+            bindery: vec![server],
+            postgres: None,
+        }
+    }
+
+    fn addrs(&self) -> Vec<std::net::SocketAddr> {
+        self.bindery.iter().map(|s| s.addr).collect()
+    }
+
+    /// CPU seconds so far: Bindery's (every node's, summed) and PostgreSQL's.
+    fn cpu_seconds(&self) -> anyhow::Result<(f64, f64)> {
+        let mut bindery = 0.0;
+        for server in &self.bindery {
+            bindery += server::cpu_seconds(&server.pid().to_string())?;
+        }
+        let postgres = match self.postgres {
+            Some(postgres) => postgres.cpu_seconds()?,
+            None => 0.0,
+        };
+        Ok((bindery, postgres))
+    }
+
+    /// The sum over the nodes of a sample of their /metrics.
+    fn metric_sums(&self) -> anyhow::Result<BTreeMap<String, f64>> {
+        let mut sums = BTreeMap::new();
+        for server in &self.bindery {
+            for (name, value) in server.metrics()? {
+                *sums.entry(name).or_default() += value;
+            }
+        }
+        Ok(sums)
+    }
+}
+
+/// What the writers' group commits did during a registration load (over every node).
+#[derive(Debug, Clone, Copy)]
+pub struct Commits {
+    pub per_second: f64,
+    pub registrations_per_commit: f64,
+    /// The mean time of one (lock wait included, on PostgreSQL).
+    pub seconds_each: f64,
+    /// The commits' summed time over the wall time: how many were in flight on average
+    /// (at most 1 per node: each node's writer runs one at a time).
+    pub in_flight: f64,
+}
+
+impl Commits {
+    /// The note of a registration row: what the commits did, if any was measured.
+    fn note_of(commits: Option<Commits>) -> String {
+        commits.map(|c| c.note()).unwrap_or_default()
+    }
+
+    fn note(&self) -> String {
+        format!(
+            "{:.0} commits/s, {:.1} registrations per commit, {:.2} ms per commit",
+            self.per_second,
+            self.registrations_per_commit,
+            self.seconds_each * 1e3
+        )
+    }
+}
+
 impl Bench<'_> {
     fn measure(&self, server: &Server, name: &str, workload: &Workload) -> anyhow::Result<Stats> {
         self.measure_on(server, name, workload, self.args.connections)
@@ -216,26 +311,51 @@ impl Bench<'_> {
         workload: &Workload,
         connections: usize,
     ) -> anyhow::Result<Stats> {
-        let perf = self.perf(server, name)?;
-        let pid = server.pid().to_string();
-        let cpu_before = (server::cpu_seconds(&pid)?, server::cpu_seconds("self")?);
+        self.measure_servers(&Servers::one(server), name, workload, connections)
+    }
+
+    fn measure_servers(
+        &self,
+        servers: &Servers,
+        name: &str,
+        workload: &Workload,
+        connections: usize,
+    ) -> anyhow::Result<Stats> {
+        let perf = self.perf(servers, name)?;
+        let cores_before = self.cores()?;
+        let cpu_before = (servers.cpu_seconds()?, server::cpu_seconds("self")?);
         let started = Instant::now();
         let mut stats = load::run(
-            server.addr,
+            &servers.addrs(),
             connections,
             Duration::from_secs_f64(self.args.warmup),
             Duration::from_secs_f64(self.args.duration),
             workload,
         )?;
         let wall = started.elapsed().as_secs_f64();
-        let server_cpu = server::cpu_seconds(&pid)? - cpu_before.0;
-        stats.server_cpu_per_answer = server_cpu / stats.answered.max(1) as f64;
+        let (bindery_cpu, postgres_cpu) = servers.cpu_seconds()?;
+        let answers = stats.answered.max(1) as f64;
+        let server_cpu = bindery_cpu - cpu_before.0 .0;
+        stats.server_cpu_per_answer = server_cpu / answers;
         stats.server_cpu = server_cpu / wall;
+        let postgres_cpu = postgres_cpu - cpu_before.0 .1;
+        stats.postgres_cpu_per_answer = postgres_cpu / answers;
+        stats.postgres_cpu = postgres_cpu / wall;
         stats.generator_cpu = (server::cpu_seconds("self")? - cpu_before.1) / wall;
+        stats.cores_busy = self.cores_busy_since(cores_before)?;
         self.perf_done(perf, name)?;
+        let postgres = if servers.postgres.is_some() {
+            format!(
+                ", PostgreSQL {:.0}% ({:.0} µs)",
+                stats.postgres_cpu * 100.0,
+                stats.postgres_cpu_per_answer * 1e6
+            )
+        } else {
+            String::new()
+        };
         eprintln!(
             "  {:>9.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  CPU: server {:.0}% ({:.0} µs per \
-             request), generator {:.0}%  errors {}{}",
+             request){postgres}, generator {:.0}%  errors {}{}",
             stats.per_second(),
             stats.percentile(50.0).as_secs_f64() * 1e3,
             stats.percentile(99.0).as_secs_f64() * 1e3,
@@ -250,6 +370,31 @@ impl Bench<'_> {
                 .unwrap_or_default()
         );
         Ok(stats)
+    }
+
+    /// The time so far of the server's CPU and of the load generator's, when pinned.
+    fn cores(&self) -> anyhow::Result<Option<(CpuTime, CpuTime)>> {
+        if self.bindery.cpu.is_none() {
+            return Ok(None);
+        }
+        Ok(Some((
+            CpuTime::of(SERVER_CPU)?,
+            CpuTime::of(GENERATOR_CPU)?,
+        )))
+    }
+
+    /// How busy those two CPUs were since `before`.
+    fn cores_busy_since(
+        &self,
+        before: Option<(CpuTime, CpuTime)>,
+    ) -> anyhow::Result<Option<(f64, f64)>> {
+        let Some((server, generator)) = before else {
+            return Ok(None);
+        };
+        Ok(Some((
+            CpuTime::of(SERVER_CPU)?.busy_since(&server),
+            CpuTime::of(GENERATOR_CPU)?.busy_since(&generator),
+        )))
     }
 
     fn service(&self, server: &Server) -> anyhow::Result<String> {
@@ -267,8 +412,8 @@ impl Bench<'_> {
         Ok(value["sid"].as_str().context("no sid")?.to_owned())
     }
 
-    /// `perf record -g` of the server for as long as one scenario runs, if asked for.
-    fn perf(&self, server: &Server, name: &str) -> anyhow::Result<Option<std::process::Child>> {
+    /// `perf record -g` of the servers for as long as one scenario runs, if asked for.
+    fn perf(&self, servers: &Servers, name: &str) -> anyhow::Result<Option<std::process::Child>> {
         match &self.args.perf {
             Some(pattern) if pattern == "-" || name.contains(pattern.as_str()) => {}
             _ => return Ok(None),
@@ -285,7 +430,14 @@ impl Bench<'_> {
                 "-q",
                 "-p",
             ])
-            .arg(server.pid().to_string())
+            .arg(
+                servers
+                    .bindery
+                    .iter()
+                    .map(|s| s.pid().to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            )
             .arg("-o")
             .arg(&out)
             .args(["--", "sleep", &format!("{seconds}")])
@@ -428,33 +580,30 @@ impl Bench<'_> {
         .on_answer(move |_, _, body| items.see(body))
     }
 
-    /// Registration measured with the writer's batching visible in /metrics.
+    /// Registration measured with the writers' batching visible in /metrics.
     fn measure_registration(
         &self,
-        server: &Server,
+        servers: &Servers,
         name: &str,
         workload: &Workload,
-    ) -> anyhow::Result<(Stats, String)> {
-        let before = server.metrics()?;
+    ) -> anyhow::Result<(Stats, Option<Commits>)> {
+        let before = servers.metric_sums()?;
         let started = Instant::now();
-        let stats = self.measure(server, name, workload)?;
+        let stats = self.measure_servers(servers, name, workload, self.args.connections)?;
         let wall = started.elapsed().as_secs_f64();
-        let after = server.metrics()?;
+        let after = servers.metric_sums()?;
         let delta = |name: &str| {
             after.get(name).copied().unwrap_or(0.0) - before.get(name).copied().unwrap_or(0.0)
         };
         let commits = delta("bindery_store_commit_batch_size_count");
-        let note = if commits > 0.0 {
-            format!(
-                "{:.0} commits/s, {:.1} registrations per commit, {:.2} ms per commit",
-                commits / wall,
-                delta("bindery_store_commit_batch_size_sum") / commits,
-                delta("bindery_store_commit_duration_seconds_sum") / commits * 1e3
-            )
-        } else {
-            String::new()
-        };
-        Ok((stats, note))
+        let took = delta("bindery_store_commit_duration_seconds_sum");
+        let commits = (commits > 0.0).then(|| Commits {
+            per_second: commits / wall,
+            registrations_per_commit: delta("bindery_store_commit_batch_size_sum") / commits,
+            seconds_each: took / commits,
+            in_flight: took / wall,
+        });
+        Ok((stats, commits))
     }
 
     /// 1–3: a fresh data dir, group commit on, durable commits.
@@ -489,14 +638,15 @@ impl Bench<'_> {
         eprintln!("registration (new devices)");
         let registered = Registered::default();
         let workload = Self::registration(&http, &service, 0, &registered);
-        let (stats, note) = self.measure_registration(&server, "fresh-registration", &workload)?;
+        let (stats, commits) =
+            self.measure_registration(&Servers::one(&server), "fresh-registration", &workload)?;
         report.registration = stats.per_second();
         report.rows.push(Row::new(
             "register a new device (201)",
             "0 → growing",
             self.args.connections,
             stats,
-            &note,
+            &Commits::note_of(commits),
         ));
         let known = registered.sids.borrow().clone();
         let users = registered.full_users();
@@ -507,14 +657,14 @@ impl Bench<'_> {
 
         eprintln!("re-registration ({} bindings)", known.len());
         let workload = Self::reregistration(&http, &service, 0, &known);
-        let (stats, note) =
-            self.measure_registration(&server, "fresh-reregistration", &workload)?;
+        let (stats, commits) =
+            self.measure_registration(&Servers::one(&server), "fresh-reregistration", &workload)?;
         report.rows.push(Row::new(
             "register an existing device again (200)",
             &stored,
             self.args.connections,
             stats,
-            &note,
+            &Commits::note_of(commits),
         ));
 
         eprintln!("fetch one binding");
@@ -580,15 +730,18 @@ impl Bench<'_> {
         let http = Http::new(server.addr, Some((&server.account, &server.token)));
         let registered = Registered::default();
         let workload = Self::registration(&http, &service, 0, &registered);
-        let (stats, note) =
-            self.measure_registration(&server, "no-group-commit-registration", &workload)?;
+        let (stats, commits) = self.measure_registration(
+            &Servers::one(&server),
+            "no-group-commit-registration",
+            &workload,
+        )?;
         report.registration_without_group_commit = stats.per_second();
         report.rows.push(Row::new(
             "register a new device, group commit OFF",
             "0 → growing",
             self.args.connections,
             stats,
-            &note,
+            &Commits::note_of(commits),
         ));
         server.stop()
     }
@@ -729,13 +882,14 @@ impl Bench<'_> {
         let http = Http::new(server.addr, Some((&server.account, &server.token)));
         let registered = Registered::default();
         let workload = Self::registration(&http, &dataset.service, dataset.users, &registered);
-        let (stats, note) = self.measure_registration(&server, "large-registration", &workload)?;
+        let (stats, commits) =
+            self.measure_registration(&Servers::one(&server), "large-registration", &workload)?;
         report.rows.push(Row::new(
             "register a new device (201)",
             &format!("{} → growing", report::count(dataset.bindings())),
             self.args.connections,
             stats,
-            &note,
+            &Commits::note_of(commits),
         ));
         report.rss_large = Some((server.memory("VmHWM")?, server.memory("VmRSS")?));
         server.stop()

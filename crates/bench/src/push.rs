@@ -28,7 +28,7 @@ use bindery_standin::{Apns, ApnsAuth, ClientCert, ClientCertSpec, Fcm, TestCa};
 use crate::dataset::{address, identity};
 use crate::load::{self, Request, Workload};
 use crate::server::{self, Server};
-use crate::Bench;
+use crate::{Bench, Servers};
 
 /// Streams the ceiling's client keeps in flight on its one connection.
 pub const CEILING_IN_FLIGHT: usize = 256;
@@ -609,7 +609,7 @@ impl Bench<'_> {
                 .push(sent.borrow()[tag as usize].elapsed());
             counts.borrow_mut().add(status, body);
         });
-        let perf = self.perf(server, name)?;
+        let perf = self.perf(&Servers::one(server), name)?;
         let pid = server.pid().to_string();
         let cpu_before = server::cpu_seconds(&pid)?;
         let started = Instant::now();
@@ -623,7 +623,7 @@ impl Bench<'_> {
             )?,
             None => {
                 load::run(
-                    server.addr,
+                    &[server.addr],
                     connections,
                     Duration::ZERO,
                     Duration::from_secs_f64(self.args.duration),
@@ -892,7 +892,7 @@ impl Bench<'_> {
         // Idle: nothing is sent; what the clients hold stays.
         std::thread::sleep(Duration::from_secs(1));
         // As long as a scenario's warm-up and measurement, which `--perf` records.
-        let perf = self.perf(&server, "push-idle")?;
+        let perf = self.perf(&Servers::one(&server), "push-idle")?;
         let pid = server.pid().to_string();
         let cpu_before = server::cpu_seconds(&pid)?;
         let idle_started = Instant::now();

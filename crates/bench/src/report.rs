@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::load::Stats;
 use crate::machine::{Machine, Quiet};
+use crate::postgres::{self, PostgresResults, Scenario};
 use crate::push::PushResults;
 use crate::Args;
 
@@ -66,6 +67,8 @@ pub struct Report {
     pub rss_fresh: Option<u64>,
     /// VmHWM and VmRSS of the server with the large data set, after its load.
     pub rss_large: Option<(u64, u64)>,
+    /// The PostgreSQL scenarios; none with `--skip-postgres`.
+    pub postgres: Option<PostgresResults>,
     /// The push scenarios; none with `--skip-push`.
     pub push: Option<PushResults>,
     pub load_after: f64,
@@ -143,6 +146,7 @@ impl Report {
             database_bytes: None,
             rss_fresh: None,
             rss_large: None,
+            postgres: None,
             push: None,
             load_after: f64::NAN,
             runtime: Duration::ZERO,
@@ -238,6 +242,9 @@ impl Report {
         let _ = writeln!(s);
 
         let _ = writeln!(s, "### The log, and memory\n");
+        if self.import.is_none() && !self.small_verified {
+            let _ = writeln!(s, "Not measured in this run (`--only-postgres`).");
+        }
         if let Some((events, took)) = self.import {
             let _ = writeln!(
                 s,
@@ -267,24 +274,26 @@ impl Report {
                 mb(bytes)
             );
         }
-        let _ = writeln!(
-            s,
-            "- `bindery verify` of the generated {}-binding log: {}.{}",
-            count(self.small_bindings),
-            if self.small_verified {
-                "every projection row equals a replay"
-            } else {
-                "not run"
-            },
-            match self.large_verified {
-                Some(took) => format!(
-                    " Of the {}-binding log: also equal ({:.0} s).",
-                    count(self.large_bindings),
-                    took.as_secs_f64()
-                ),
-                None => String::new(),
-            }
-        );
+        if self.small_verified || self.import.is_some() {
+            let _ = writeln!(
+                s,
+                "- `bindery verify` of the generated {}-binding log: {}.{}",
+                count(self.small_bindings),
+                if self.small_verified {
+                    "every projection row equals a replay"
+                } else {
+                    "not run"
+                },
+                match self.large_verified {
+                    Some(took) => format!(
+                        " Of the {}-binding log: also equal ({:.0} s).",
+                        count(self.large_bindings),
+                        took.as_secs_f64()
+                    ),
+                    None => String::new(),
+                }
+            );
+        }
         if let Some(peak) = self.rss_fresh {
             let _ = writeln!(
                 s,
@@ -304,6 +313,19 @@ impl Report {
         }
         let _ = writeln!(s);
 
+        match &self.postgres {
+            Some(results) => {
+                let _ = writeln!(s, "### PostgreSQL engine\n");
+                let _ = writeln!(s, "{}", self.postgres_section(results));
+            }
+            None => {
+                let _ = writeln!(
+                    s,
+                    "### PostgreSQL engine\n\nNot measured in this run (`--skip-postgres`).\n"
+                );
+            }
+        }
+
         match &self.push {
             Some(push) => {
                 let _ = writeln!(s, "### Push (direct transport)\n");
@@ -312,7 +334,8 @@ impl Report {
             None => {
                 let _ = writeln!(
                     s,
-                    "### Push (direct transport)\n\nNot measured in this run (`--skip-push`).\n"
+                    "### Push (direct transport)\n\nNot measured in this run (`--skip-push` or \
+                     `--only-postgres`).\n"
                 );
             }
         }
@@ -329,12 +352,14 @@ impl Report {
             format!("{:.3} ×", ratio(self.registration)),
             ratio(self.registration) >= 0.25,
         );
-        let gain = self.registration / self.registration_without_group_commit;
-        target(
-            "registration ≥ 4 × the same load with group commit off",
-            format!("{gain:.2} ×"),
-            gain >= 4.0,
-        );
+        if self.registration_without_group_commit > 0.0 {
+            let gain = self.registration / self.registration_without_group_commit;
+            target(
+                "registration ≥ 4 × the same load with group commit off",
+                format!("{gain:.2} ×"),
+                gain >= 4.0,
+            );
+        }
         target(
             "fetch ≥ 0.5 × /healthz req/s",
             format!("{:.3} ×", ratio(self.fetch)),
@@ -408,6 +433,134 @@ impl Report {
             self.quiet.waited.as_secs_f64()
         );
         s
+    }
+}
+
+impl Report {
+    /// The SQLite engine's requests/s for the same scenario, from the fresh data dir.
+    fn sqlite(&self, scenario: Scenario) -> f64 {
+        match scenario {
+            Scenario::Healthz => self.healthz,
+            Scenario::Registration => self.registration,
+            Scenario::Fetch => self.fetch,
+            Scenario::UserList => self.user_list,
+        }
+    }
+
+    fn postgres_section(&self, pg: &PostgresResults) -> String {
+        let mut s = String::new();
+        let settings: Vec<String> = pg
+            .settings
+            .iter()
+            .map(|(name, value)| format!("`{name} = {value}`"))
+            .collect();
+        let durability = if pg.durable {
+            "every commit returns once its WAL is flushed to disk, the realistic setting, as \
+             the SQLite rows above have `synchronous = full`"
+        } else {
+            "**commits do not wait for the disk**, so these figures are higher than a durable \
+             server's"
+        };
+        let placement = if self.pinned {
+            "PostgreSQL's processes and the Bindery nodes pinned to CPU 0, the load generator \
+             to CPU 1: the two processes that serve a request share one core, as the SQLite \
+             server has one core to itself"
+        } else {
+            "nothing pinned (fewer than 2 CPUs, or --no-pin)"
+        };
+        let _ = writeln!(
+            s,
+            "How: PostgreSQL {}, a fresh cluster started by the benchmark (`crates/pgtest`, \
+             data directory on {}), with {}: {durability}. {placement}. Each layout gets a \
+             fresh database, one sealing key for all its nodes, `storage.group_commit = true`; \
+             with three nodes the {} connections go to the three nodes' ports in turn. Fetch \
+             and list read what the registration before them stored, as on SQLite. × /healthz \
+             divides by the same layout's `/healthz`, × SQLite by the SQLite figure of the same \
+             scenario above (fresh data dir). CPU, in % of one core: Bindery = every node's \
+             process, PostgreSQL = the postmaster and all its children (backends, WAL writer, \
+             checkpointer, autovacuum; those that exited included), generator = the \
+             benchmark; per request = that CPU time divided by the answers.\n",
+            pg.version,
+            pg.filesystem,
+            settings.join(", "),
+            self.connections
+        );
+        let _ = writeln!(
+            s,
+            "| scenario | nodes | bindings stored | conns | requests/s | p50 | p99 | × /healthz \
+             | × SQLite | errors | CPU Bindery / PostgreSQL / generator | CPU per request \
+             Bindery / PostgreSQL | what bounds it | notes |"
+        );
+        let _ = writeln!(
+            s,
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"
+        );
+        for row in &pg.rows {
+            let st = &row.stats;
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} | {} | {:.3} | {:.3} | {} | {:.0}% / {:.0}% / \
+                 {:.0}% | {} / {} | {} | {} |",
+                row.scenario.name(),
+                row.nodes,
+                row.stored,
+                row.connections,
+                count(st.per_second().round() as u64),
+                ms(st.percentile(50.0)),
+                ms(st.percentile(99.0)),
+                st.per_second() / row.healthz,
+                st.per_second() / self.sqlite(row.scenario),
+                st.errors,
+                st.server_cpu * 100.0,
+                st.postgres_cpu * 100.0,
+                st.generator_cpu * 100.0,
+                micros(st.server_cpu_per_answer),
+                micros(st.postgres_cpu_per_answer),
+                row.bound(),
+                row.note
+            );
+        }
+        let _ = writeln!(
+            s,
+            "\nThe change feed's lag: registrations of new devices one at a time, each sent \
+             once a long-poll (`GET /v2/Events?After=N&Wait=10`, N the last position read) \
+             waits (`bindery_feed_waiters` is 1); the lag is from the registration's answer \
+             (201, which the node sends right after the commit) to the long-poll's answer, \
+             both read by the benchmark. Negative: the long-poll answered first, the reader \
+             heard of the commit before the writer did. From the registration's request \
+             it includes the registration's own latency, also shown.\n"
+        );
+        let _ = writeln!(
+            s,
+            "| layout | commits | lag p50 | lag p99 | from the request: p50 | p99 | the \
+             registration: p50 | what bounds it |"
+        );
+        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---|");
+        for lag in &pg.lags {
+            let p = |values: &[f64], q: f64| signed_ms(postgres::percentile(values, q));
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                lag.layout(),
+                lag.commits,
+                p(&lag.from_answer, 50.0),
+                p(&lag.from_answer, 99.0),
+                p(&lag.from_request, 50.0),
+                p(&lag.from_request, 99.0),
+                p(&lag.write, 50.0),
+                lag.bound()
+            );
+        }
+        s
+    }
+}
+
+/// Milliseconds that may be negative, with two decimals.
+fn signed_ms(seconds: f64) -> String {
+    if seconds.is_nan() {
+        "—".to_owned()
+    } else {
+        format!("{:.2} ms", seconds * 1e3)
     }
 }
 

@@ -245,23 +245,53 @@ impl Drop for Server {
 
 /// CPU time (user and system, every thread) a process has used so far, in seconds.
 pub fn cpu_seconds(pid: &str) -> anyhow::Result<f64> {
+    Ok(stat_fields(pid, &[11, 12])?.iter().sum::<f64>() / ticks_per_second())
+}
+
+/// The same, plus the CPU time of its children that have exited (and that it has waited
+/// for): a postmaster's backends and workers that ended.
+pub fn cpu_seconds_with_exited_children(pid: &str) -> anyhow::Result<f64> {
+    Ok(stat_fields(pid, &[11, 12, 13, 14])?.iter().sum::<f64>() / ticks_per_second())
+}
+
+/// The processes whose parent is `parent` now.
+pub fn children_of(parent: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            stat_fields(&pid.to_string(), &[1]).is_ok_and(|ppid| ppid[0] == f64::from(parent))
+        })
+        .collect()
+}
+
+/// Numeric fields of /proc/PID/stat, counted from the state (0) after the command name:
+/// 1 the parent, 11 and 12 user and system time, 13 and 14 those of waited-for children.
+fn stat_fields(pid: &str, indexes: &[usize]) -> anyhow::Result<Vec<f64>> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // The fields after the command name (which may hold spaces) start at field 3, state.
+    // The command name may hold spaces: the fields start after its closing parenthesis.
     let fields: Vec<&str> = stat
         .rsplit_once(')')
         .context("unreadable /proc/PID/stat")?
         .1
         .split_whitespace()
         .collect();
-    let ticks = |i: usize| -> anyhow::Result<f64> {
-        Ok(fields
-            .get(i)
-            .context("short /proc/PID/stat")?
-            .parse::<f64>()?)
-    };
+    indexes
+        .iter()
+        .map(|&i| {
+            Ok(fields
+                .get(i)
+                .context("short /proc/PID/stat")?
+                .parse::<f64>()?)
+        })
+        .collect()
+}
+
+fn ticks_per_second() -> f64 {
     // SAFETY: sysconf has no preconditions.
-    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    Ok((ticks(11)? + ticks(12)?) / per_second)
+    unsafe { libc::sysconf(libc::_SC_CLK_TCK) as f64 }
 }
 
 /// One blocking GET on its own connection, for set-up and checks (not for load).

@@ -109,6 +109,12 @@ impl Cluster {
         self.port
     }
 
+    /// The postmaster's process id while the server runs: its children are the backends and
+    /// the background processes (for reading their CPU time in /proc, as `make bench` does).
+    pub fn pid(&self) -> Option<u32> {
+        self.server.as_ref().map(Child::id)
+    }
+
     /// A libpq key=value connection string to database `dbname`:
     /// `host=127.0.0.1 port=P user=postgres dbname=D`.
     pub fn url(&self, dbname: &str) -> String {
