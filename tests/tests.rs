@@ -6,6 +6,7 @@ mod auth;
 mod backup;
 mod bindings;
 mod cli;
+mod cluster;
 mod crash;
 mod credentials;
 mod deliveries;

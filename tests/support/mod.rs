@@ -16,6 +16,8 @@
 //!   expression reads;
 //! - `cli`: the binary's one-shot commands and the data dir seen from outside (`bindery`,
 //!   `TestApp::verify`, `exported_events`, `TestApp::sqlite_tables`);
+//! - `nodes`: many `bindery serve` nodes on one PostgreSQL database (`Database`, its settings and
+//!   the commands run on it; `Nodes::start`), and sealing key files (`write_key_file`);
 //! - `wait`: waiting for a condition, with a deadline against a hang (`wait_until`).
 //!
 //! Everything is re-exported here, so `crate::support::X` names it wherever it lives.
@@ -25,6 +27,7 @@ mod answers;
 mod cli;
 mod client;
 pub mod material;
+mod nodes;
 pub mod promql;
 mod raw;
 mod scrape;
@@ -36,6 +39,7 @@ pub use accounts::*;
 pub use answers::*;
 pub use cli::*;
 pub use client::*;
+pub use nodes::*;
 // Nothing names these yet, but a test may.
 #[allow(unused_imports)]
 pub use raw::*;

@@ -301,6 +301,36 @@ impl Cluster {
         );
     }
 
+    /// Freezes the server as a hung machine would seem: SIGSTOP to the postmaster and each of
+    /// its children. The kernel still accepts connections on its port and keeps the open
+    /// ones, but nothing answers. [`Cluster::thaw`] lets it go on; [`Cluster::kill`] kills it
+    /// frozen, and dropping it stops it as usual.
+    pub fn freeze(&self) {
+        let postmaster = self
+            .server
+            .as_ref()
+            .unwrap_or_else(|| panic!("freeze: the server on port {} is not running", self.port))
+            .id();
+        // Stopped first, the postmaster forks no child between the listing and the stops.
+        signal(postmaster, Signal::STOP);
+        for child in children_of(postmaster) {
+            signal(child, Signal::STOP);
+        }
+    }
+
+    /// Lets a frozen server go on (SIGCONT to the postmaster and its children).
+    pub fn thaw(&self) {
+        let postmaster = self
+            .server
+            .as_ref()
+            .unwrap_or_else(|| panic!("thaw: the server on port {} is not running", self.port))
+            .id();
+        for child in children_of(postmaster) {
+            signal(child, Signal::CONT);
+        }
+        signal(postmaster, Signal::CONT);
+    }
+
     /// Stops the server with a fast shutdown (SIGINT, what `pg_ctl -m fast stop` sends: open
     /// transactions are rolled back, a checkpoint is written) and waits until it has exited.
     pub fn stop(&mut self) {
@@ -367,8 +397,12 @@ impl Cluster {
 impl Drop for Cluster {
     /// Stops the server with an immediate shutdown (SIGQUIT, what `pg_ctl -m immediate stop`
     /// sends), or SIGKILL if that takes longer than the deadline, ignoring errors; the data
-    /// directory goes with the `TempDir`.
+    /// directory goes with the `TempDir`. A frozen server is let go on first, so that it
+    /// hears the signal.
     fn drop(&mut self) {
+        if self.server.is_some() {
+            self.thaw();
+        }
         if let Some(mut postmaster) = self.server.take() {
             signal(postmaster.id(), Signal::QUIT);
             if !wait_exit(&mut postmaster) {

@@ -91,6 +91,24 @@ fn a_killed_server_restarts_with_what_it_had_committed() {
 }
 
 #[test]
+fn a_frozen_server_accepts_connections_but_answers_nothing_until_thawed() {
+    let pg = Cluster::start();
+    pg.freeze();
+    assert!(
+        TcpStream::connect(("127.0.0.1", pg.port())).is_ok(),
+        "the kernel still accepts"
+    );
+    // libpq's connect_timeout bounds the whole connection, its start-up exchange included.
+    let bounded = format!("{} connect_timeout=1", pg.url("postgres"));
+    let refused = std::panic::catch_unwind(|| pg.psql(&bounded, "select 1"));
+    assert!(refused.is_err(), "a frozen server answered");
+    pg.thaw();
+    assert_eq!(pg.psql("postgres", "select 1"), "1");
+    pg.freeze();
+    // Dropped frozen, it stops as usual.
+}
+
+#[test]
 fn dropping_a_cluster_stops_its_server() {
     let pg = Cluster::start();
     let port = pg.port();

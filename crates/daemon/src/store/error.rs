@@ -6,8 +6,12 @@ use bindery_domain::{DomainError, ProjectionError};
 pub enum StoreError {
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("database error: {0}")]
-    Postgres(#[from] tokio_postgres::Error),
+    /// tokio-postgres names only the kind of failure ("db error", "error connecting to
+    /// server") and keeps the server's or the socket's words in its source; they are in the
+    /// message, not a `source`: a caller printing the chain would show the kind twice, and a
+    /// log line of the error alone would show no reason.
+    #[error("database error: {}", postgres_text(.0))]
+    Postgres(tokio_postgres::Error),
     /// The database did not answer within `storage.busy_timeout`.
     #[error("the database did not answer within {0:?}")]
     Timeout(std::time::Duration),
@@ -29,6 +33,25 @@ pub enum StoreError {
     /// under.
     #[error(transparent)]
     Seal(#[from] crate::seal::SealError),
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        StoreError::Postgres(error)
+    }
+}
+
+/// A tokio-postgres error with every cause it holds: `db error: ERROR: …`, `error connecting
+/// to server: Connection refused`.
+fn postgres_text(error: &tokio_postgres::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = std::error::Error::source(error);
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    text
 }
 
 impl From<rusqlite::types::FromSqlError> for StoreError {

@@ -34,12 +34,22 @@ const REBUILD_CACHE_KIB: i64 = 256 * 1024;
 
 /// Empties the projections and replays every event into them. Returns the number replayed.
 ///
-/// Replay reads and writes projection rows by SID only, so the projections' other indexes
-/// are dropped first and created again at the end: one sort each instead of an update at a
-/// random place per event, and the unique ones check the replayed rows all at once (a log
-/// that breaks an invariant fails the rebuild, and its transaction rolls back).
+/// Replay reads and writes projection rows by SID only, so on SQLite the projections' other
+/// indexes are dropped first and created again at the end: one sort each instead of an
+/// update at a random place per event, and the unique ones check the replayed rows all at
+/// once (a log that breaks an invariant fails the rebuild, and its transaction rolls back).
+/// Nothing reads meanwhile: a rebuild is refused beside a server.
+///
+/// On PostgreSQL the indexes stay: the nodes keep serving during a rebuild, and DROP INDEX
+/// would hold an ACCESS EXCLUSIVE lock on its table until the commit, so that every node's
+/// reads of it would wait for the whole rebuild (and fail after `busy_timeout`). Kept, the
+/// deletes and inserts lock rows only, the nodes read the projections as they were until
+/// the commit, and the unique indexes check each replayed row as it goes in.
 pub fn rebuild_in(db: &dyn Db) -> Result<u64, StoreError> {
-    let indexes = projection_indexes(db)?;
+    let indexes = match db.engine() {
+        Engine::Sqlite => projection_indexes(db)?,
+        Engine::Postgres => Vec::new(),
+    };
     for (name, _) in &indexes {
         db.batch(&format!("DROP INDEX \"{name}\""))?;
     }

@@ -17,6 +17,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use futures_util::future::{select, Either};
+use tokio_postgres::config::LoadBalanceHosts;
 use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 use tokio_postgres::{NoTls, Statement};
 
@@ -38,10 +39,13 @@ pub fn runtime() -> &'static tokio::runtime::Runtime {
 }
 
 /// Waits for `future` on this thread, at most `timeout`.
-pub fn wait<T>(
-    future: impl Future<Output = Result<T, tokio_postgres::Error>>,
+pub fn wait<T, E>(
+    future: impl Future<Output = Result<T, E>>,
     timeout: Duration,
-) -> Result<T, StoreError> {
+) -> Result<T, StoreError>
+where
+    StoreError: From<E>,
+{
     // The timer belongs to the engine's runtime, whose thread fires it.
     let timer = {
         let _entered = runtime().enter();
@@ -98,46 +102,166 @@ pub type Notices = std::sync::mpsc::Sender<(String, String)>;
 impl Client {
     /// Connects; with `notices`, the connection's notifications are sent there (and the
     /// channel closes when the connection does).
+    ///
+    /// Several hosts are tried one after the other, each within its share of the target's
+    /// `timeout` (so that all of them fit in it), the start-up exchange included:
+    /// tokio-postgres bounds only the socket's connect by `connect_timeout`, so a host that
+    /// accepts connections and never answers (a hung primary, after a failover to the next
+    /// host) held the whole multi-host connect until its deadline, and the next host was
+    /// never tried. A connection given up is given up on the runtime too, its socket closed,
+    /// rather than left waiting there.
     pub fn connect(target: &Target, notices: Option<Notices>) -> Result<Client, StoreError> {
-        let config = target.config.clone();
-        let connecting = runtime().spawn(async move {
-            let (client, mut connection) = config.connect(NoTls).await?;
-            tokio::spawn(async move {
-                let mut messages = futures_util::stream::poll_fn(|cx| connection.poll_message(cx));
-                while let Some(message) = futures_util::StreamExt::next(&mut messages).await {
-                    match message {
-                        Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
-                            if let Some(notices) = &notices {
-                                let _ =
-                                    notices.send((n.channel().to_owned(), n.payload().to_owned()));
-                            }
-                        }
-                        Ok(_) => {}
-                        Err(e) => {
-                            tracing::warn!(error = %e, "a PostgreSQL connection failed");
-                            break;
+        let mut hosts = one_per_host(&target.config);
+        if target.config.get_load_balance_hosts() == LoadBalanceHosts::Random {
+            shuffle(&mut hosts);
+        }
+        let share = target.timeout / hosts.len().max(1) as u32;
+        let mut failure = None;
+        for config in hosts {
+            match connect_to(config, share, notices.clone()) {
+                Ok(client) => {
+                    return Ok(Client {
+                        client,
+                        statements: RefCell::new(HashMap::new()),
+                        timeout: target.timeout,
+                        broken: Cell::new(false),
+                    })
+                }
+                Err(e) => failure = Some(e),
+            }
+        }
+        Err(failure.expect("at least one host to try"))
+    }
+}
+
+/// Connects to the one host of `config` within `timeout`, on the engine's runtime: a
+/// connection that is not made by then is given up there, its socket closed.
+fn connect_to(
+    config: tokio_postgres::Config,
+    timeout: Duration,
+    notices: Option<Notices>,
+) -> Result<tokio_postgres::Client, StoreError> {
+    let connecting = runtime().spawn(async move {
+        let (client, mut connection) = tokio::time::timeout(timeout, config.connect(NoTls))
+            .await
+            .map_err(|_| StoreError::Timeout(timeout))??;
+        tokio::spawn(async move {
+            let mut messages = futures_util::stream::poll_fn(|cx| connection.poll_message(cx));
+            while let Some(message) = futures_util::StreamExt::next(&mut messages).await {
+                match message {
+                    Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
+                        if let Some(notices) = &notices {
+                            let _ = notices.send((n.channel().to_owned(), n.payload().to_owned()));
                         }
                     }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "a PostgreSQL connection failed");
+                        break;
+                    }
                 }
-            });
-            Ok::<_, tokio_postgres::Error>(client)
-        });
-        let joined = async move {
-            match connecting.await {
-                Ok(connected) => connected,
-                // The runtime is never shut down while the process runs.
-                Err(e) => panic!("connecting to PostgreSQL panicked: {e}"),
             }
-        };
-        let client = wait(joined, target.timeout + Duration::from_secs(1))?;
-        Ok(Client {
-            client,
-            statements: RefCell::new(HashMap::new()),
-            timeout: target.timeout,
-            broken: Cell::new(false),
-        })
-    }
+        });
+        Ok::<_, StoreError>(client)
+    });
+    let joined = async move {
+        match connecting.await {
+            Ok(connected) => connected,
+            // The runtime is never shut down while the process runs.
+            Err(e) => panic!("connecting to PostgreSQL panicked: {e}"),
+        }
+    };
+    // The task gives up at `timeout` by itself; this only guards against a runtime that
+    // cannot run it.
+    wait(joined, timeout + Duration::from_secs(1))
+}
 
+/// `load_balance_hosts=random`: the hosts in a random order (Fisher-Yates).
+fn shuffle<T>(items: &mut [T]) {
+    for i in (1..items.len()).rev() {
+        let mut bytes = [0u8; 8];
+        if getrandom::getrandom(&mut bytes).is_err() {
+            return;
+        }
+        let j = (u64::from_le_bytes(bytes) % (i as u64 + 1)) as usize;
+        items.swap(i, j);
+    }
+}
+
+/// One configuration per host of `config`, in order, each with everything else `config`
+/// says; `config` itself when it names one host or none, or hosts and ports that do not
+/// pair up (tokio-postgres then says what is wrong).
+fn one_per_host(config: &tokio_postgres::Config) -> Vec<tokio_postgres::Config> {
+    use tokio_postgres::config::Host;
+    let (hosts, addrs, ports) = (
+        config.get_hosts(),
+        config.get_hostaddrs(),
+        config.get_ports(),
+    );
+    let count = hosts.len().max(addrs.len());
+    let pairs = (hosts.is_empty() || addrs.is_empty() || hosts.len() == addrs.len())
+        && (ports.len() <= 1 || ports.len() == count);
+    if count <= 1 || !pairs {
+        return vec![config.clone()];
+    }
+    (0..count)
+        .map(|i| {
+            let mut one = tokio_postgres::Config::new();
+            if let Some(user) = config.get_user() {
+                one.user(user);
+            }
+            if let Some(password) = config.get_password() {
+                one.password(password);
+            }
+            if let Some(dbname) = config.get_dbname() {
+                one.dbname(dbname);
+            }
+            if let Some(options) = config.get_options() {
+                one.options(options);
+            }
+            if let Some(name) = config.get_application_name() {
+                one.application_name(name);
+            }
+            match hosts.get(i) {
+                Some(Host::Tcp(host)) => {
+                    one.host(host);
+                }
+                Some(Host::Unix(path)) => {
+                    one.host_path(path);
+                }
+                None => {}
+            }
+            if let Some(addr) = addrs.get(i) {
+                one.hostaddr(*addr);
+            }
+            if let Some(port) = ports.get(i).or(ports.first()) {
+                one.port(*port);
+            }
+            if let Some(timeout) = config.get_connect_timeout() {
+                one.connect_timeout(*timeout);
+            }
+            if let Some(timeout) = config.get_tcp_user_timeout() {
+                one.tcp_user_timeout(*timeout);
+            }
+            if let Some(interval) = config.get_keepalives_interval() {
+                one.keepalives_interval(interval);
+            }
+            if let Some(retries) = config.get_keepalives_retries() {
+                one.keepalives_retries(retries);
+            }
+            one.ssl_mode(config.get_ssl_mode())
+                .ssl_negotiation(config.get_ssl_negotiation())
+                .keepalives(config.get_keepalives())
+                .keepalives_idle(config.get_keepalives_idle())
+                .target_session_attrs(config.get_target_session_attrs())
+                .channel_binding(config.get_channel_binding())
+                .load_balance_hosts(config.get_load_balance_hosts());
+            one
+        })
+        .collect()
+}
+
+impl Client {
     /// Whether this connection must be dropped: it closed, or a wait on it timed out.
     pub fn is_broken(&self) -> bool {
         self.broken.get() || self.client.is_closed()
@@ -266,5 +390,56 @@ impl SqlRow for tokio_postgres::Row {
                 .opt_text(index)?
                 .map_or(Value::Null, |t| Value::Text(t.to_owned())),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> tokio_postgres::Config {
+        text.parse().expect("a connection string")
+    }
+
+    #[test]
+    fn several_hosts_are_tried_one_at_a_time_with_everything_else_kept() {
+        let rest = "user=u password=p dbname=d options=-cwork_mem=8MB application_name=n \
+                    sslmode=disable connect_timeout=3 keepalives=0 keepalives_idle=4 \
+                    tcp_user_timeout=5 target_session_attrs=read-write";
+        let each = one_per_host(&config(&format!("host=a,/run/pg port=1,2 {rest}")));
+        assert_eq!(
+            each,
+            vec![
+                config(&format!("host=a port=1 {rest}")),
+                config(&format!("host=/run/pg port=2 {rest}")),
+            ]
+        );
+        let shared = one_per_host(&config(
+            "host=a,b,c port=7 hostaddr=127.0.0.1,127.0.0.2,::1",
+        ));
+        assert_eq!(
+            shared,
+            vec![
+                config("host=a port=7 hostaddr=127.0.0.1"),
+                config("host=b port=7 hostaddr=127.0.0.2"),
+                config("host=c port=7 hostaddr=::1"),
+            ]
+        );
+    }
+
+    #[test]
+    fn random_load_balancing_shuffles_the_hosts_and_loses_none() {
+        let mut hosts: Vec<u32> = (0..16).collect();
+        shuffle(&mut hosts);
+        let mut sorted = hosts.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..16).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn one_host_or_hosts_that_do_not_pair_with_their_ports_are_left_as_given() {
+        for text in ["host=a port=1 user=u", "dbname=d", "host=a,b,c port=1,2"] {
+            assert_eq!(one_per_host(&config(text)), vec![config(text)], "{text}");
+        }
     }
 }
