@@ -658,7 +658,7 @@ mod tests {
         registration.commits = commits(2.6);
         let bound = registration.bound();
         assert!(
-            bound.starts_with("the write lock is never free (2.6 "),
+            bound.starts_with("the write lock: 2.6 of the 3 nodes' transactions in flight"),
             "{bound}"
         );
         // On one node, the writer's one transaction at a time is no queue for the lock.
