@@ -529,29 +529,43 @@ fn keys_revoked_or_created_through_the_cli_take_effect_on_every_node() {
 }
 
 #[test]
-#[ignore = "bug: each node's bindery_bindings and bindery_log_position count only its own \
-            commits, so on a cluster they disagree with the registry and with each other"]
 fn every_node_shows_the_registrys_bindings_and_log_position_in_its_metrics() {
     let pg = Cluster::start();
     let nodes = fresh_nodes(&pg, 2, &[]);
     let service = sid(&nodes[0].create_service("counted"));
+    let mut written = Vec::new();
     for i in 0..3 {
-        nodes[0]
+        written.push(sid(&nodes[0]
             .register_binding(&service, "counted", &fcm(&format!("count-{i}")))
-            .expect(201);
+            .expect(201)));
     }
-    let head = feed_head(&nodes[0]) as f64;
     let fcm_bindings = [("binding_type", "fcm")];
-    for (i, node) in nodes.iter().enumerate() {
-        wait_until(
-            PATIENCE,
-            &format!("node {i} to show the registry's three fcm bindings and its head"),
-            || {
-                node.metric("bindery_bindings", &fcm_bindings) == 3.0
-                    && node.metric("bindery_log_position", &[]) == head
-            },
-        );
-    }
+    let all_show = |count: f64| {
+        let head = feed_head(&nodes[0]) as f64;
+        for (i, node) in nodes.iter().enumerate() {
+            wait_until(
+                PATIENCE,
+                &format!("node {i} to show the registry's {count} fcm bindings and its head"),
+                || {
+                    node.metric("bindery_bindings", &fcm_bindings) == count
+                        && node.metric("bindery_log_position", &[]) == head
+                },
+            );
+        }
+    };
+    all_show(3.0);
+
+    // A deletion on the other node counts on both.
+    let deleted = nodes[1].delete(&format!("/v2/Services/{service}/Bindings/{}", written[0]));
+    assert_eq!(deleted.status, 204);
+    all_show(2.0);
+
+    // A node that starts on a registry with bindings counts them all.
+    let db = Database::with_key_file(nodes.db.url.clone(), nodes.db.key_file());
+    let late = Nodes::start_on_registry(db, 1, &[], nodes.account.clone());
+    let head = feed_head(&nodes[0]) as f64;
+    assert_eq!(late[0].metric("bindery_bindings", &fcm_bindings), 2.0);
+    assert_eq!(late[0].metric("bindery_log_position", &[]), head);
 }
 
 #[test]

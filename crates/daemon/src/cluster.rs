@@ -8,7 +8,8 @@
 //! created or revoked), empties the node's cache of sign-ins. While that connection is down a
 //! node may miss notices: it serves no sign-in from its cache until it is back, and then wakes
 //! every long-poll to read again (they also look again every few seconds on their own, see
-//! `FeedWaiters::poll_every`).
+//! `FeedWaiters::poll_every`). The notices also keep the node's log and bindings gauges,
+//! counted afresh at each connection, so that every node shows the registry's figures.
 //!
 //! The same connection holds the sweeper's turn: a session advisory lock that one node at a
 //! time holds. When the node dies its connection closes, PostgreSQL lets the lock go, and the
@@ -27,7 +28,7 @@ use crate::feed::FeedWaiters;
 use crate::metrics::Metrics;
 use crate::store::postgres::{Client, Notice, Target, CHANNEL};
 use crate::store::sql::{Arg, Db};
-use crate::store::{log, StoreError};
+use crate::store::{binding_counts, log, read_transaction, StoreError};
 
 /// How often the listener checks its connection, measures the round trip and, when it is
 /// not the sweeper, tries to become it.
@@ -176,7 +177,12 @@ fn listen_once(
     // Listening from now on: what committed before is read again by every waiting long-poll,
     // and sign-ins are cached from now on only.
     let db: &dyn Db = &client;
-    let head = log::last_position(db)?;
+    // One snapshot for the head and the counts: the notices of what it holds are skipped,
+    // those of later commits (greater positions: they commit in position order) counted.
+    let (head, bindings) =
+        read_transaction(db, |db| Ok((log::last_position(db)?, binding_counts(db)?)))?;
+    metrics.set_log_position(head);
+    metrics.count_bindings(&bindings, true);
     node.sign_ins.set_enabled(true);
     feed.wake(None, head);
     tracing::info!("hearing the other nodes' commits");
@@ -187,6 +193,10 @@ fn listen_once(
                 Ok(notice) => {
                     if notice.auth {
                         node.sign_ins.clear();
+                    }
+                    if notice.position > head {
+                        metrics.set_log_position(notice.position);
+                        metrics.count_bindings(&notice.bindings, false);
                     }
                     feed.wake(notice.accounts.as_deref(), notice.position);
                 }

@@ -4,10 +4,14 @@
 
 use std::sync::Arc;
 
+use bindery_domain::BindingType;
+
 use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
+
+use crate::store::BindingCounts;
 
 #[derive(Clone)]
 pub struct Metrics(Arc<Families>);
@@ -307,6 +311,26 @@ impl Metrics {
     }
 
     /// Every metric, in Prometheus's text exposition format.
+    /// The log's head, which the projections always reach in the same transaction.
+    pub fn set_log_position(&self, position: i64) {
+        self.log_position.set(position);
+        self.projection_position.set(position);
+    }
+
+    /// The bindings gauge, set to what the store holds (`set`) or moved by what a commit
+    /// changed.
+    pub fn count_bindings(&self, counts: &BindingCounts, set: bool) {
+        for binding_type in BindingType::ALL {
+            let gauge = self.bindings.with_label_values(&[binding_type.as_str()]);
+            let count = counts.get(binding_type);
+            if set {
+                gauge.set(count);
+            } else if count != 0 {
+                gauge.add(count);
+            }
+        }
+    }
+
     pub fn render(&self) -> String {
         let mut buffer = Vec::new();
         TextEncoder::new()

@@ -133,13 +133,7 @@ impl Daemon {
         metrics.projection_position.set(position);
         metrics.log_position.set(store.log_position()?);
         let notification_sids = MonotonicSids::after(store.newest_notification_sid()?);
-        let counts = store.binding_counts()?;
-        for binding_type in bindery_domain::BindingType::ALL {
-            metrics
-                .bindings
-                .with_label_values(&[binding_type.as_str()])
-                .set(counts.get(binding_type));
-        }
+        metrics.count_bindings(&store.binding_counts()?, true);
         // Fail now, not on the first request, if a reader cannot open the database.
         let readers = Arc::new(Readers::open(
             &location,

@@ -41,6 +41,10 @@ pub struct Writer {
     /// Delivery records waiting for the next transaction, one entry per message.
     pending_records: Vec<(Vec<DeliveryRecord>, Recorded)>,
     flush_scheduled: bool,
+    /// Whether this writer's commits are all the registry's (SQLite), so that it keeps the
+    /// log and bindings gauges itself; on PostgreSQL the node's listener keeps them from
+    /// every node's notices, this one's included.
+    counts_alone: bool,
 }
 
 impl Writer {
@@ -52,6 +56,7 @@ impl Writer {
         feed: Arc<FeedWaiters>,
     ) -> Self {
         Writer {
+            counts_alone: store.engine() == crate::store::sql::Engine::Sqlite,
             store,
             clock,
             metrics,
@@ -104,17 +109,14 @@ impl Writer {
                 m.events_appended
                     .with_label_values(&[event.event.type_name()])
                     .inc();
-                m.log_position.set(event.position);
-                m.projection_position.set(event.position);
             }
-            for binding_type in bindery_domain::BindingType::ALL {
-                let change = committed.binding_changes.get(binding_type);
-                if change != 0 {
-                    m.bindings
-                        .with_label_values(&[binding_type.as_str()])
-                        .add(change);
-                }
+            if !self.counts_alone {
+                continue;
             }
+            if let Some(event) = committed.events.last() {
+                m.set_log_position(event.position);
+            }
+            m.count_bindings(&committed.binding_changes, false);
         }
     }
 }

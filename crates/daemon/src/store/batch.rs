@@ -235,8 +235,7 @@ fn finish(
         log::set_checkpoint(db, position)?;
     }
     if db.engine() == Engine::Postgres {
-        let events = results.iter().flatten().flat_map(|c| &c.events);
-        if let Some(notice) = postgres::Notice::of(events) {
+        if let Some(notice) = postgres::Notice::of(results.iter().flatten()) {
             postgres::notify(db, &notice)?;
         }
     }

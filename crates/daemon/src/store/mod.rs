@@ -29,7 +29,7 @@ use bindery_domain::{EntityKind, Row};
 
 pub use self::log::StoredEvent;
 pub use copy::{backup, export};
-pub use counts::BindingCounts;
+pub use counts::{binding_counts, BindingCounts};
 pub use envelope::{Committed, Envelope, Idempotency, Render, StoredResponse};
 pub use error::{StoreError, WriteError};
 pub use idempotency::KEEP_SECONDS as IDEMPOTENCY_KEEP_SECONDS;

@@ -16,19 +16,21 @@
 
 pub mod client;
 
-use bindery_domain::{AccountSid, EntityKind, RecordedEvent};
+use bindery_domain::{AccountSid, EntityKind};
 use serde::{Deserialize, Serialize};
 
 use crate::store::sql::{Arg, Db};
-use crate::store::StoreError;
+use crate::store::{BindingCounts, Committed, StoreError};
 
 pub use client::{Client, Target};
 
 /// The channel a commit notifies on, with what it changed (see [`Notice`]).
 pub const CHANNEL: &str = "bindery_log";
 
-/// What a commit tells every node (`NOTIFY`, delivered when and only if it commits): the
-/// log's new head, whose feeds to wake, and whether sign-ins may have changed.
+/// What a commit tells every node (`NOTIFY`, delivered when and only if it commits, and in
+/// commit order): the log's new head, whose feeds to wake, whether sign-ins may have changed,
+/// and how many bindings of each type it added or removed (every node's gauges count the
+/// registry's bindings, not only the ones it wrote).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Notice {
     pub position: i64,
@@ -36,6 +38,8 @@ pub struct Notice {
     pub accounts: Option<Vec<AccountSid>>,
     /// Whether an account or API key was created, changed or revoked.
     pub auth: bool,
+    #[serde(default)]
+    pub bindings: BindingCounts,
 }
 
 /// PostgreSQL's limit on a payload is 8000 bytes; a notice naming more accounts than fit
@@ -43,27 +47,33 @@ pub struct Notice {
 const MAX_NAMED_ACCOUNTS: usize = 100;
 
 impl Notice {
-    /// The notice of a batch's events, or `None` when it appended none.
-    pub fn of<'a>(events: impl IntoIterator<Item = &'a RecordedEvent>) -> Option<Notice> {
+    /// The notice of a batch's commands, or `None` when they appended no event.
+    pub fn of<'a>(commands: impl IntoIterator<Item = &'a Committed>) -> Option<Notice> {
         let mut notice: Option<Notice> = None;
-        for event in events {
-            let notice = notice.get_or_insert(Notice {
-                position: 0,
-                accounts: Some(Vec::new()),
-                auth: false,
-            });
-            notice.position = notice.position.max(event.position);
-            notice.auth |= matches!(
-                event.event.entity(),
-                EntityKind::Account | EntityKind::ApiKey
-            );
-            if let Some(accounts) = &mut notice.accounts {
-                if !accounts.contains(&event.account_sid) {
-                    accounts.push(event.account_sid);
+        for committed in commands {
+            for event in &committed.events {
+                let notice = notice.get_or_insert(Notice {
+                    position: 0,
+                    accounts: Some(Vec::new()),
+                    auth: false,
+                    bindings: BindingCounts::default(),
+                });
+                notice.position = notice.position.max(event.position);
+                notice.auth |= matches!(
+                    event.event.entity(),
+                    EntityKind::Account | EntityKind::ApiKey
+                );
+                if let Some(accounts) = &mut notice.accounts {
+                    if !accounts.contains(&event.account_sid) {
+                        accounts.push(event.account_sid);
+                    }
+                    if accounts.len() > MAX_NAMED_ACCOUNTS {
+                        notice.accounts = None;
+                    }
                 }
-                if accounts.len() > MAX_NAMED_ACCOUNTS {
-                    notice.accounts = None;
-                }
+            }
+            if let Some(notice) = &mut notice {
+                notice.bindings.add_all(&committed.binding_changes);
             }
         }
         notice
