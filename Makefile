@@ -1,7 +1,7 @@
 # Bindery: the two commands the README promises are `make run` and `make test`.
 CARGO ?= cargo
 
-.PHONY: run build setup deny test test-rust test-python test-node test-schemathesis soak lint fmt
+.PHONY: run build setup deny test test-rust test-python test-node test-schemathesis test-console soak lint fmt
 
 ## Run Bindery with the embedded SQLite default (./data), listening on 127.0.0.1:8080.
 run:
@@ -13,8 +13,8 @@ build:
 ## Every test, on a fresh Debian machine too: installs what is missing (tests/setup.sh), checks
 ## the dependencies (cargo deny, offline advisories), then the unit, property and end-to-end
 ## tests in Rust and the conformance suites that drive Bindery through Twilio's own helper
-## libraries (Python and Node).
-test: setup deny test-rust test-python test-node test-schemathesis
+## libraries (Python and Node), and the console in a real browser.
+test: setup deny test-rust test-python test-node test-schemathesis test-console
 
 ## What the tests need and the machine lacks: Debian packages (as root), cargo-nextest,
 ## cargo-deny, the RustSec advisory snapshot.
@@ -43,6 +43,10 @@ test-python: setup build
 
 test-node: setup build
 	tests/conformance/node/run.sh
+
+## The console in a real browser (headless chromium), screenshots in target/console-screenshots.
+test-console: setup build
+	tests/console/run.sh
 
 ## Schemathesis against Bindery's own /openapi.json (thousands of generated requests).
 test-schemathesis: setup build

@@ -28,6 +28,7 @@ pub struct Settings {
     pub bindings: Bindings,
     pub delivery: Delivery,
     pub metrics: MetricsSettings,
+    pub console: Console,
     pub log: Log,
 }
 
@@ -60,6 +61,16 @@ pub struct Bindings {
     /// How often the sweeper looks for stale bindings.
     #[serde(with = "humantime_serde")]
     pub sweep_interval: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Console {
+    /// Whether `/console` is served.
+    pub enabled: bool,
+    /// How long a console sign-in lasts; then the console asks to sign in again.
+    #[serde(with = "humantime_serde")]
+    pub session_lifetime: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -232,6 +243,10 @@ impl Default for Settings {
                 in_flight_per_credential: direct.in_flight_per_credential,
             },
             metrics: MetricsSettings { listen: None },
+            console: Console {
+                enabled: true,
+                session_lifetime: Duration::from_secs(8 * 60 * 60),
+            },
             log: Log {
                 format: LogFormat::Pretty,
             },

@@ -386,7 +386,20 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
             per_user_limit: settings.bindings.per_user_limit,
             ..Default::default()
         };
-        let servers = bindery_http::serve(daemon.clone(), http, listener, operations)?;
+        let console = settings
+            .console
+            .enabled
+            .then(|| bindery_console::ConsoleSettings {
+                session_lifetime: settings.console.session_lifetime,
+                public_url: settings.public_url.clone(),
+                stale_after: settings.bindings.stale_after,
+            });
+        let mount = move |config: &mut actix_web::web::ServiceConfig| {
+            if let Some(console) = &console {
+                bindery_console::mount(console.clone())(config);
+            }
+        };
+        let servers = bindery_http::serve(daemon.clone(), http, listener, operations, mount)?;
         stop_on_signals(servers.iter().map(|s| s.handle()).collect())?;
         if let Some(operations) = operations_address {
             tracing::info!("metrics and health on http://{operations}");

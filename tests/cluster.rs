@@ -184,7 +184,7 @@ fn nodes_starting_together_on_an_empty_database_migrate_it_once_and_make_one_fir
             &nodes.db.url,
             "select string_agg(version::text, ',' order by version) from schema_migrations"
         ),
-        "1,2"
+        "1,2,3"
     );
     for node in nodes.iter() {
         node.get_raw("/v2/Services").expect(200);

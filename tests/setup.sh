@@ -25,6 +25,9 @@ done
 # names the module `fusepy` and serves Debian's /usr/bin/python3, which the test runs; as root,
 # libfuse mounts through /dev/fuse and the test unmounts with umount, so no fusermount is needed.
 /usr/bin/python3 -c 'import fusepy' 2>/dev/null || need_apt+=(python3-fusepy)
+# Chromium and its WebDriver, for the console's browser suite (tests/console).
+command -v chromium >/dev/null || need_apt+=(chromium)
+command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 # PostgreSQL's server programs (initdb, postgres, pg_basebackup, psql), for the tests that start
 # servers of their own (crates/pgtest); PG_BIN may name another build's instead.
 if ! [[ -n ${PG_BIN:-} && -x $PG_BIN/initdb ]] && ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then

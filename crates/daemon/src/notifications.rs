@@ -24,6 +24,9 @@ pub struct NotifyRequest {
     pub account: AccountSid,
     pub service: ServiceSid,
     pub identities: Vec<Identity>,
+    /// Only this one of their bindings (the console's test push to one device); all when
+    /// `None`.
+    pub only_binding: Option<BindingSid>,
     pub message_type: MessageType,
     /// The text; without it the service's template for the type is rendered.
     pub body: Option<String>,
@@ -152,6 +155,7 @@ impl Daemon {
         let made = self.clock().now();
         let (account, service, identities) =
             (request.account, request.service, request.identities.clone());
+        let only_binding = request.only_binding;
         let sender = request.variables.user.clone();
         let direct = self.direct().is_some();
         let (service_row, targets, sender_name) = self.read(move |view| {
@@ -168,6 +172,9 @@ impl Daemon {
                     view.user(&account, &service, &UserRef::Identity(identity.clone()))?
                 {
                     for binding in view.bindings_of_user(&user.sid)? {
+                        if only_binding.is_some_and(|only| only != binding.sid) {
+                            continue;
+                        }
                         let credential = match &binding.credential_sid {
                             Some(sid) => {
                                 // Many bindings name the same credential: it is read once.

@@ -68,6 +68,16 @@ impl<'c> ReadView<'c> {
         )
     }
 
+    /// The console session whose token hashes to `token_hash`, while it lasts and its key
+    /// is not revoked (see `store::console_sessions`).
+    pub fn console_session(
+        &self,
+        token_hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<crate::store::console_sessions::ConsoleSession>, StoreError> {
+        crate::store::console_sessions::find(self.db, token_hash, now)
+    }
+
     pub fn has_accounts(&self) -> Result<bool, StoreError> {
         self.db
             .value("SELECT EXISTS (SELECT 1 FROM accounts)", &[], |r| r.bool(0))
@@ -548,5 +558,76 @@ impl ReadView<'_> {
                 more: overflow,
             },
         }))
+    }
+}
+
+/// What the console shows of a service's failures, newest first.
+impl ReadView<'_> {
+    /// A page of the service's failed delivery records, newest first; `older_than` a
+    /// notification SID continues after it.
+    pub fn failed_deliveries(
+        &self,
+        account: &AccountSid,
+        service: &ServiceSid,
+        older_than: Option<&str>,
+        size: usize,
+    ) -> Result<Page<DeliveryRecord>, StoreError> {
+        let limit = (size + 1) as i64;
+        let mut items = self.db.all(
+            &format!(
+                "SELECT {} FROM deliveries \
+                 WHERE service_sid = ?1 AND account_sid = ?2 AND status = 'failed' \
+                   AND notification_sid < ?3 \
+                 ORDER BY notification_sid DESC LIMIT ?4",
+                deliveries::COLUMNS
+            ),
+            &[
+                Arg::Text(service.as_str()),
+                Arg::Text(account.as_str()),
+                // Every notification SID sorts before "NP".
+                Arg::Text(older_than.unwrap_or("NP")),
+                Arg::Int(limit),
+            ],
+            deliveries::read,
+        )?;
+        let more = items.len() > size;
+        items.truncate(size);
+        Ok(Page { items, more })
+    }
+
+    /// A page of the service's bindings that a push provider rejected (removed with reason
+    /// `token_invalid`), newest first; `older_than` a log position continues before it.
+    pub fn rejected_bindings(
+        &self,
+        account: &AccountSid,
+        service: &ServiceSid,
+        older_than: Option<i64>,
+        size: usize,
+    ) -> Result<Page<RecordedEvent>, StoreError> {
+        let limit = (size + 1) as i64;
+        let mut events = crate::store::log::select(
+            self.db,
+            &format!(
+                "service_sid = ?1 AND account_sid = ?2 AND type = 'BindingDeleted' \
+                 AND position < ?3 AND {} = 'token_invalid'",
+                self.db.engine().json_field("data", "reason")
+            ),
+            "ORDER BY position DESC LIMIT ?4",
+            &[
+                Arg::Text(service.as_str()),
+                Arg::Text(account.as_str()),
+                Arg::Int(older_than.unwrap_or(i64::MAX)),
+                Arg::Int(limit),
+            ],
+        )?
+        .iter()
+        .map(|stored| stored.decode())
+        .collect::<Result<Vec<_>, _>>()?;
+        let more = events.len() > size;
+        events.truncate(size);
+        Ok(Page {
+            items: events,
+            more,
+        })
     }
 }

@@ -2,6 +2,7 @@
 //! against the store on every request, so new and revoked keys take effect at once.
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 
 use actix_web::dev::Payload;
@@ -45,25 +46,48 @@ impl FromRequest for Caller {
         let credentials = credentials(request);
         Box::pin(async move {
             let daemon = daemon.ok_or_else(|| ApiError::internal("no daemon configured"))?;
-            if let (Some(throttle), Some(address)) = (&throttle, address) {
-                if let Some(seconds) = throttle.check(address) {
-                    return Err(ApiError::too_many_failures(seconds));
-                }
-            }
-            let refuse = || {
-                daemon.metrics().auth_failures.inc();
-                if let (Some(throttle), Some(address)) = (&throttle, address) {
-                    throttle.failed(address);
-                }
-                ApiError::unauthorized()
-            };
-            let (user, password) = credentials.ok_or_else(refuse)?;
-            let account = daemon.authenticate(&user, &password)?;
-            let caller = account.map(Caller).ok_or_else(refuse)?;
-            if let (Some(throttle), Some(address)) = (&throttle, address) {
-                throttle.succeeded(address);
-            }
-            Ok(caller)
+            let (user, password) = credentials.unwrap_or_default();
+            sign_in(
+                &daemon,
+                throttle.as_deref().map(|t| t.as_ref()),
+                address,
+                &user,
+                &password,
+            )
+            .map(Caller)
         })
     }
+}
+
+/// Checks `user:password` as every request is checked, for the API and the console alike:
+/// an address with too many recent failures is refused (429) before the check, a failure
+/// counts against its address (and in `bindery_auth_failures_total`), a success clears it.
+/// An empty `user` is a request that sent no credentials.
+pub fn sign_in(
+    daemon: &Daemon,
+    throttle: Option<&AuthThrottle>,
+    address: Option<IpAddr>,
+    user: &str,
+    password: &str,
+) -> Result<AccountSid, ApiError> {
+    if let (Some(throttle), Some(address)) = (throttle, address) {
+        if let Some(seconds) = throttle.check(address) {
+            return Err(ApiError::too_many_failures(seconds));
+        }
+    }
+    let refuse = || {
+        daemon.metrics().auth_failures.inc();
+        if let (Some(throttle), Some(address)) = (throttle, address) {
+            throttle.failed(address);
+        }
+        ApiError::unauthorized()
+    };
+    if user.is_empty() {
+        return Err(refuse());
+    }
+    let account = daemon.authenticate(user, password)?.ok_or_else(refuse)?;
+    if let (Some(throttle), Some(address)) = (throttle, address) {
+        throttle.succeeded(address);
+    }
+    Ok(account)
 }

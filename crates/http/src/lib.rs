@@ -298,13 +298,18 @@ async fn not_found(
 }
 
 /// Starts serving the API on `listener`, and the operators' routes on `operations` when
-/// given (else on `listener` too). The returned servers run until stopped.
-pub fn serve(
+/// given (else on `listener` too); `mount` adds routes outside the API beside it (the
+/// console), which share its sign-in throttle. The returned servers run until stopped.
+pub fn serve<M>(
     daemon: Daemon,
     settings: HttpSettings,
     listener: TcpListener,
     operations: Option<TcpListener>,
-) -> std::io::Result<Vec<Server>> {
+    mount: M,
+) -> std::io::Result<Vec<Server>>
+where
+    M: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
+{
     let daemon = web::Data::new(daemon);
     let app_settings = web::Data::new(settings.clone());
     let register: fn(&mut Routes) = if operations.is_some() {
@@ -324,6 +329,7 @@ pub fn serve(
             .app_data(api_table.clone())
             .app_data(throttle.clone())
             .wrap(actix_web::middleware::from_fn(observe::observe))
+            .configure(mount.clone())
             .configure(|config| {
                 let mut routes = Routes::register(config);
                 register(&mut routes);

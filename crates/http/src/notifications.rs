@@ -140,6 +140,7 @@ pub(crate) async fn notify(
         account: api.account,
         service,
         identities: identities.clone(),
+        only_binding: None,
         message_type,
         body: form.string("Body")?,
         title: form.string("Title")?,

@@ -31,6 +31,24 @@ struct Args {
     /// How long each push waits before its answer, in milliseconds (a provider's latency).
     #[arg(long, default_value_t = 0)]
     latency_ms: u64,
+    /// An APNs device token to answer `TOKEN=ANSWER` for, every time: `unregistered` (410),
+    /// `bad-device-token` (400), `not-for-topic` (400) or `server-error` (500). Repeatable.
+    #[arg(long = "apns-answer", value_name = "TOKEN=ANSWER")]
+    apns_answers: Vec<String>,
+}
+
+/// The APNs answer a `--apns-answer` names.
+fn apns_answer(word: &str) -> anyhow::Result<apns::Answer> {
+    Ok(match word {
+        "unregistered" => apns::Answer::Unregistered,
+        "bad-device-token" => apns::Answer::BadDeviceToken,
+        "not-for-topic" => apns::Answer::DeviceTokenNotForTopic,
+        "server-error" => apns::Answer::InternalServerError { retry_after: None },
+        other => anyhow::bail!(
+            "--apns-answer: {other:?} is not one of unregistered, bad-device-token, \
+             not-for-topic, server-error"
+        ),
+    })
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -69,6 +87,12 @@ fn main() -> anyhow::Result<()> {
             Apns::start_with(&ca, ApnsAuth::Certificate, settings)?
         }
     };
+    for scripted in &args.apns_answers {
+        let (token, word) = scripted
+            .split_once('=')
+            .with_context(|| format!("--apns-answer {scripted:?}: expected TOKEN=ANSWER"))?;
+        apns.script(token, apns_answer(word)?);
+    }
     let fcm = Fcm::start_with(&ca, settings)?;
     let account = fcm.service_account();
     let account_file = dir.join("service-account.json");

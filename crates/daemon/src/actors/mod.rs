@@ -13,7 +13,7 @@ use actix::prelude::*;
 
 pub use reader::Readers;
 pub use sweeper::{Sweep, Sweeper};
-pub use writer::{Close, Execute, Probe, RecordDeliveries, Writer};
+pub use writer::{Close, Execute, Probe, RecordDeliveries, WriteSessions, Writer};
 
 use std::sync::Mutex;
 
@@ -31,6 +31,7 @@ use crate::queries::ReadView;
 use crate::records::DeliveryRecord;
 use crate::seal::Sealer;
 use crate::sids::MonotonicSids;
+use crate::store::console_sessions::{ConsoleSession, SessionWrite};
 use crate::store::{self, Committed, Envelope, Store, StoreError, StoreOptions, WriteError};
 
 /// On PostgreSQL, how often a long-poll of the change feed reads again though no notice woke
@@ -292,6 +293,13 @@ impl Daemon {
 
     /// Whether `credential` pushes (the body's `healthy`): nothing but the direct transport
     /// can find it otherwise.
+    /// Why the provider last refused this credential, while that stands (direct transport).
+    pub fn credential_fault(&self, credential: &bindery_domain::CredentialSid) -> Option<String> {
+        self.direct
+            .as_ref()
+            .and_then(|direct| direct.fault(credential))
+    }
+
     pub fn credential_healthy(&self, credential: &bindery_domain::CredentialSid) -> bool {
         self.direct
             .as_ref()
@@ -418,6 +426,60 @@ impl Daemon {
         Ok(account)
     }
 
+    /// Opens a console session for `account`, signed in with `principal` (its account SID or
+    /// API key SID), ending `lifetime` from now; answers the token for the cookie (shown
+    /// once: only its hash is stored) and the session.
+    pub async fn open_console_session(
+        &self,
+        account: AccountSid,
+        principal: &str,
+        lifetime: Duration,
+    ) -> Result<(String, ConsoleSession), StoreError> {
+        let token = hex::encode(
+            [
+                crate::secrets::random_bytes(),
+                crate::secrets::random_bytes(),
+            ]
+            .concat(),
+        );
+        let session = ConsoleSession {
+            account,
+            principal: principal.to_owned(),
+            csrf_token: crate::secrets::new_secret(),
+            expires_at: self
+                .clock
+                .now()
+                .plus_seconds(i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX)),
+        };
+        let change = SessionWrite::Open {
+            token_hash: session_token_hash(&token),
+            session: session.clone(),
+        };
+        self.write_sessions(change).await?;
+        Ok((token, session))
+    }
+
+    /// Ends the console session of `token`, on every node.
+    pub async fn close_console_session(&self, token: &str) -> Result<(), StoreError> {
+        let token_hash = session_token_hash(token);
+        self.write_sessions(SessionWrite::Close { token_hash })
+            .await
+    }
+
+    /// The console session of `token`, while it lasts and what it signed in with is not
+    /// revoked.
+    pub fn console_session(&self, token: &str) -> Result<Option<ConsoleSession>, StoreError> {
+        let now = self.clock.now();
+        self.read(|view| view.console_session(&session_token_hash(token), now))
+    }
+
+    async fn write_sessions(&self, change: SessionWrite) -> Result<(), StoreError> {
+        self.writer
+            .send(WriteSessions(change))
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Refused("the writer is not running".into())))
+    }
+
     /// Commits what is pending and closes the database cleanly.
     pub async fn shutdown(&self) -> Result<(), StoreError> {
         self.node.stop();
@@ -436,4 +498,10 @@ impl Daemon {
     pub fn retry_after(&self) -> Duration {
         Duration::from_secs(1)
     }
+}
+
+/// What a console session's token is stored under: its SHA-256, in hex.
+fn session_token_hash(token: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
 }

@@ -207,6 +207,25 @@ impl Handler<Flush> for Writer {
     }
 }
 
+/// Opens or closes a console session, in a transaction of its own, now.
+pub struct WriteSessions(pub crate::store::console_sessions::SessionWrite);
+
+impl Message for WriteSessions {
+    type Result = Result<(), crate::store::StoreError>;
+}
+
+impl Handler<WriteSessions> for Writer {
+    type Result = Result<(), crate::store::StoreError>;
+
+    fn handle(
+        &mut self,
+        WriteSessions(change): WriteSessions,
+        _: &mut Self::Context,
+    ) -> Self::Result {
+        self.store.write_sessions(&change, self.clock.now())
+    }
+}
+
 /// Whether the database takes writes now: takes the write lock and lets it go.
 pub struct Probe;
 

@@ -183,6 +183,18 @@ impl Direct {
         self.inner.healthy(credential, Instant::now())
     }
 
+    /// What the provider said when it last blamed this credential (a wrong topic, a refused
+    /// key), until a push through it is delivered or it changes.
+    pub fn fault(&self, credential: &CredentialSid) -> Option<String> {
+        self.inner
+            .health
+            .lock()
+            .unwrap()
+            .faults
+            .get(credential)
+            .cloned()
+    }
+
     /// Drops a deleted credential's client; pushes already under way finish with it.
     pub fn forget(&self, credential: &CredentialSid) {
         self.inner.clients.lock().unwrap().remove(credential);

@@ -9,6 +9,7 @@
 
 mod apply;
 mod batch;
+pub mod console_sessions;
 mod copy;
 mod counts;
 pub(crate) mod deliveries;
@@ -196,6 +197,26 @@ impl Store {
             Backend::Sqlite { .. } => None,
             Backend::Postgres { target, .. } => Some(target.timeout),
         }
+    }
+
+    /// Writes a change to the console's sessions in a transaction of its own (no events:
+    /// on PostgreSQL it does not take the log's write lock).
+    pub fn write_sessions(
+        &mut self,
+        change: &console_sessions::SessionWrite,
+        now: bindery_domain::Timestamp,
+    ) -> Result<(), StoreError> {
+        let db = self.connected()?;
+        let begin = match db.engine() {
+            sql::Engine::Sqlite => "BEGIN IMMEDIATE",
+            sql::Engine::Postgres => "BEGIN",
+        };
+        db.execute(begin, &[])?;
+        if let Err(e) = console_sessions::write(self.db(), change, now) {
+            self.rollback_write();
+            return Err(e);
+        }
+        self.commit_write()
     }
 
     /// On PostgreSQL, checks that `sealer` holds the key the registry's other nodes seal

@@ -8,7 +8,10 @@ use super::StoreError;
 
 /// Reads a validated domain value from a text column; a value the domain refuses means the
 /// database was changed behind Bindery's back.
-fn valid<T: serde::de::DeserializeOwned>(r: &dyn SqlRow, index: usize) -> Result<T, StoreError> {
+pub(super) fn valid<T: serde::de::DeserializeOwned>(
+    r: &dyn SqlRow,
+    index: usize,
+) -> Result<T, StoreError> {
     parse_valid(r.text(index)?, index)
 }
 

@@ -98,6 +98,7 @@ const MIGRATION_LOCK: i64 = 0x62_69_6e_64_65_72_79;
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_schema.sql"),
     include_str!("migrations/0002_sealing_key.sql"),
+    include_str!("migrations/0003_console_sessions.sql"),
 ];
 
 /// Brings the database's schema up to date, in one transaction, under an advisory lock: of

@@ -14,6 +14,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_bindings_by_identity.sql"),
     include_str!("migrations/0006_deliveries.sql"),
     include_str!("migrations/0007_credential_profile.sql"),
+    include_str!("migrations/0008_console_sessions.sql"),
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

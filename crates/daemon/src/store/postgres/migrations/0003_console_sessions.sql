@@ -1,0 +1,20 @@
+-- The console's sign-ins (console_sessions.rs): not events, so neither replayed nor exported.
+-- A session is found by the SHA-256 of its cookie's token; the token itself is never stored.
+-- `principal` is the account or API key SID it signed in with: a session whose key is
+-- revoked finds no key and ends.
+CREATE TABLE console_sessions (
+    token_hash  TEXT COLLATE "C" PRIMARY KEY,
+    account_sid TEXT COLLATE "C" NOT NULL,
+    principal   TEXT COLLATE "C" NOT NULL,
+    csrf_token  TEXT COLLATE "C" NOT NULL,
+    created_at  BIGINT NOT NULL,
+    expires_at  BIGINT NOT NULL
+);
+CREATE INDEX console_sessions_by_expiry ON console_sessions (expires_at);
+
+-- The console's list of a service's failures: failed delivery records, newest first, and the
+-- removals of bindings (among them those whose token a provider rejected), newest first.
+CREATE INDEX deliveries_failed ON deliveries (service_sid, notification_sid)
+    WHERE status = 'failed';
+CREATE INDEX events_binding_removals ON events (service_sid, position)
+    WHERE type = 'BindingDeleted';
