@@ -15,7 +15,8 @@ use tempfile::TempDir;
 
 use crate::support::{
     assert_error, basic, bindery, form, serve_until_exit, sid, user_bindings_path, user_path,
-    wait_until, write_key_file, Credentials, Database, Node, Nodes, Reply, TestApp, PATIENCE,
+    wait_until, write_key_file, Console, Credentials, Database, Node, Nodes, Reply, TestApp,
+    PATIENCE,
 };
 
 const WAITERS: &str = "bindery_feed_waiters";
@@ -1297,4 +1298,40 @@ fn bindery_on(env: &[(&str, &str)], args: &[&str]) -> std::process::Output {
         .envs(env.iter().copied())
         .output()
         .expect("bindery runs")
+}
+
+#[test]
+fn a_console_session_is_known_on_every_node_and_ends_everywhere() {
+    let pg = Cluster::start();
+    let nodes = fresh_nodes(&pg, 2, &[]);
+    let mut first = Console::at(&nodes[0].base_url);
+    assert_eq!(first.sign_in(&nodes.account).status, 303);
+    // The same cookie through the other node: one session, kept in the database.
+    let mut second = Console::at(&nodes[1].base_url);
+    second.cookie = first.cookie.clone();
+    assert_eq!(second.get("/console/services").status, 200);
+    let token = second.form_token();
+    let origin = second.origin();
+    let out = second.post(
+        "/console/sign-out",
+        &[("csrf", &token)],
+        &[("Origin", &origin)],
+    );
+    assert_eq!(out.status, 303);
+    assert!(first.get("/console/services").is_sign_in_redirect());
+
+    // A key's sessions end on every node when it is revoked through any.
+    let key = nodes.db.create_key(&nodes.account.user);
+    let mut by_key = Console::at(&nodes[0].base_url);
+    assert_eq!(by_key.sign_in(&key).status, 303);
+    assert_eq!(by_key.get("/console/services").status, 200);
+    assert!(nodes
+        .db
+        .bindery(&["keys", "revoke", &key.user])
+        .status
+        .success());
+    let mut elsewhere = Console::at(&nodes[1].base_url);
+    elsewhere.cookie = by_key.cookie.clone();
+    assert!(by_key.get("/console/services").is_sign_in_redirect());
+    assert!(elsewhere.get("/console/services").is_sign_in_redirect());
 }

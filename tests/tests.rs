@@ -7,6 +7,7 @@ mod backup;
 mod bindings;
 mod cli;
 mod cluster;
+mod console;
 mod crash;
 mod credentials;
 mod deliveries;

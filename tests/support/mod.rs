@@ -18,6 +18,7 @@
 //!   `TestApp::verify`, `exported_events`, `TestApp::sqlite_tables`);
 //! - `nodes`: many `bindery serve` nodes on one PostgreSQL database (`Database`, its settings and
 //!   the commands run on it; `Nodes::start`), and sealing key files (`write_key_file`);
+//! - `console`: the console's pages and forms as a browser sends them (`Console`, `Page`);
 //! - `wait`: waiting for a condition, with a deadline against a hang (`wait_until`).
 //!
 //! Everything is re-exported here, so `crate::support::X` names it wherever it lives.
@@ -26,6 +27,7 @@ mod accounts;
 mod answers;
 mod cli;
 mod client;
+mod console;
 pub mod material;
 mod nodes;
 pub mod promql;
@@ -39,6 +41,7 @@ pub use accounts::*;
 pub use answers::*;
 pub use cli::*;
 pub use client::*;
+pub use console::*;
 pub use nodes::*;
 // Nothing names these yet, but a test may.
 #[allow(unused_imports)]

@@ -56,7 +56,17 @@ pub fn mount(settings: ConsoleSettings) -> impl Fn(&mut web::ServiceConfig) + Cl
         config.service(
             web::scope("/console")
                 .app_data(web::Data::new(settings.clone()))
-                .app_data(web::FormConfig::default().limit(16 * 1024))
+                .app_data(
+                    web::FormConfig::default()
+                        .limit(16 * 1024)
+                        .error_handler(|e, _| {
+                            ConsoleError::BadInput(format!("The form could not be read: {e}."))
+                                .into()
+                        }),
+                )
+                .app_data(web::QueryConfig::default().error_handler(|e, _| {
+                    ConsoleError::BadInput(format!("The address could not be read: {e}.")).into()
+                }))
                 .wrap(
                     actix_web::middleware::DefaultHeaders::new()
                         .add((header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY))
