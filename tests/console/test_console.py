@@ -117,6 +117,10 @@ def test_finding_a_user_shows_a_device_that_moved_to_another_user(browser, serve
     sign_in(browser, server)
     assert heading(browser) == "Services"
     shoot("services")
+    browser.find_element(By.LINK_TEXT, "chat-app").click()
+    assert carol in browser.find_element(By.TAG_NAME, "table").text, "the service's users"
+    shoot("service")
+    browser.find_element(By.LINK_TEXT, "Services").click()
     open_user(browser, carol)
     assert "No devices" in browser.find_element(By.TAG_NAME, "main").text
     history = timeline(browser)
@@ -129,6 +133,7 @@ def test_finding_a_user_shows_a_device_that_moved_to_another_user(browser, serve
     browser.find_element(By.ID, "identity").send_keys("nobody-" + carol, Keys.ENTER)
     assert heading(browser) == "No such user"
     assert browser.find_element(By.ID, "identity").get_attribute("value") == "nobody-" + carol
+    shoot("no-such-user")
 
 
 def test_a_test_push_to_one_device_is_delivered_and_shown(browser, server, registry, shoot):

@@ -181,8 +181,8 @@ fn listen_once(
     // those of later commits (greater positions: they commit in position order) counted.
     let (head, bindings) =
         read_transaction(db, |db| Ok((log::last_position(db)?, binding_counts(db)?)))?;
-    metrics.set_log_position(head);
     metrics.count_bindings(&bindings, true);
+    metrics.set_log_position(head);
     node.sign_ins.set_enabled(true);
     feed.wake(None, head);
     tracing::info!("hearing the other nodes' commits");
@@ -195,8 +195,9 @@ fn listen_once(
                         node.sign_ins.clear();
                     }
                     if notice.position > head {
-                        metrics.set_log_position(notice.position);
+                        // The bindings first: a reader that sees the position sees them too.
                         metrics.count_bindings(&notice.bindings, false);
+                        metrics.set_log_position(notice.position);
                     }
                     feed.wake(notice.accounts.as_deref(), notice.position);
                 }

@@ -170,7 +170,18 @@ fn gauge(daemon: &Daemon, binding_type: BindingType) -> i64 {
         .get()
 }
 
-fn gauges(daemon: &Daemon) -> [i64; 3] {
+/// The bindings gauges once they count every commit: at once on SQLite, whose writer keeps
+/// them; on PostgreSQL once the node's listener has heard the notice of the log's head.
+async fn gauges(daemon: &Daemon) -> [i64; 3] {
+    let head = log_position(daemon).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while daemon.metrics().log_position.get() < head {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the gauges did not reach position {head}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
     BindingType::ALL.map(|t| gauge(daemon, t))
 }
 
@@ -214,7 +225,7 @@ async fn bindings_not_refreshed_within_stale_after_are_expired_and_refreshed_one
     };
     let everyone: Vec<&Binding> = bindings.iter().collect();
     assert_eq!(
-        gauges(&daemon),
+        gauges(&daemon).await,
         all_types.map(|t| count_of(t, &everyone)),
         "the gauge counts every registration"
     );
@@ -256,7 +267,7 @@ async fn bindings_not_refreshed_within_stale_after_are_expired_and_refreshed_one
 
     // Sixty-one days after t0: everything but the refreshed binding is 61 days old.
     clock.advance(31 * DAY);
-    let gauges_before = gauges(&daemon);
+    let gauges_before = gauges(&daemon).await;
     let expired = daemon.sweep().await;
     assert_eq!(
         expired, 3,
@@ -301,7 +312,7 @@ async fn bindings_not_refreshed_within_stale_after_are_expired_and_refreshed_one
     );
 
     let expected_drop = all_types.map(|t| count_of(t, &stale));
-    let gauges_after = gauges(&daemon);
+    let gauges_after = gauges(&daemon).await;
     for (i, binding_type) in all_types.iter().enumerate() {
         assert_eq!(
             gauges_before[i] - gauges_after[i],
@@ -322,7 +333,7 @@ async fn bindings_not_refreshed_within_stale_after_are_expired_and_refreshed_one
     clock.advance(30 * DAY);
     assert_eq!(daemon.sweep().await, 1);
     assert!(!binding_exists(&daemon, account, service, bindings[0].sid).await);
-    assert_eq!(gauges(&daemon), [0, 0, 0]);
+    assert_eq!(gauges(&daemon).await, [0, 0, 0]);
     assert_eq!(expired_events(&daemon, account).await, 4);
 
     shut_down_and_verify(&daemon, &database).await;
@@ -368,7 +379,7 @@ async fn a_sweep_with_nothing_stale_expires_nothing(engine: Engine) {
     for sid in &sids {
         assert!(binding_exists(&daemon, account, service, *sid).await);
     }
-    assert_eq!(gauge(&daemon, BindingType::Fcm), 5);
+    assert_eq!(gauges(&daemon).await[2], 5, "the fcm gauge");
     assert_eq!(expired_events(&daemon, account).await, 0);
 
     shut_down_and_verify(&daemon, &database).await;
@@ -423,8 +434,8 @@ async fn one_sweep_expires_more_stale_bindings_than_one_batch_holds(engine: Engi
     // The daemon starts 61 days later and counts what the store holds.
     let clock = ManualClock::at(Timestamp::from_unix(T0 + 61 * DAY));
     let daemon = Daemon::start(options(&database, &clock)).unwrap();
-    assert_eq!(gauges(&daemon).iter().sum::<i64>(), STALE as i64);
-    assert_eq!(gauges(&daemon), [400, 400, 400]);
+    assert_eq!(gauges(&daemon).await.iter().sum::<i64>(), STALE as i64);
+    assert_eq!(gauges(&daemon).await, [400, 400, 400]);
 
     // A few devices registered just now: they must survive the sweep.
     let mut fresh = Vec::new();
@@ -461,7 +472,7 @@ async fn one_sweep_expires_more_stale_bindings_than_one_batch_holds(engine: Engi
     );
     assert_eq!(expired_events(&daemon, account).await, STALE);
     assert_eq!(
-        gauges(&daemon),
+        gauges(&daemon).await,
         [FRESH as i64, 0, 0],
         "only the fresh apn bindings are counted"
     );
