@@ -9,6 +9,7 @@ import threading
 import uuid
 
 import pytest
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
@@ -68,14 +69,28 @@ def heading(browser) -> str:
     return browser.find_element(By.TAG_NAME, "h1").text
 
 
+def expect_heading(browser, text: str, why: str = "") -> None:
+    """Waits for the page headed `text`: a key press or a click that submits a form starts a
+    navigation that WebDriver does not wait for, and until it lands the old page shows."""
+    def headed(b):
+        try:
+            return heading(b) == text
+        except StaleElementReferenceException:
+            return False
+    try:
+        WebDriverWait(browser, 10).until(headed)
+    except TimeoutException:
+        raise AssertionError(f"{why} expected the page {text!r}, at {browser.current_url}: {heading(browser)!r}")
+
+
 def open_user(browser, identity: str) -> None:
     """From the services page: the service, then the user found by identity."""
     browser.find_element(By.LINK_TEXT, "chat-app").click()
-    assert heading(browser) == "chat-app"
+    expect_heading(browser, "chat-app")
     assert_labelled(browser)
     field = browser.find_element(By.ID, "identity")
     field.send_keys(identity, Keys.ENTER)
-    assert heading(browser) == identity
+    expect_heading(browser, identity)
 
 
 def device_card(browser, endpoint: str):
@@ -95,14 +110,14 @@ def test_signed_out_every_console_url_leads_to_the_sign_in_page_and_shows_nothin
         assert browser.current_url.endswith("/console/sign-in"), path
         for secret in ("chat-app", "alice", service, "ios-app"):
             assert secret not in browser.page_source, (path, secret)
-    assert heading(browser) == "Sign in"
+    expect_heading(browser, "Sign in")
     assert_labelled(browser)
     shoot("sign-in")
 
 
 def test_wrong_credentials_are_refused_and_show_nothing(browser, server, registry):
     sign_in(browser, server, password="0" * 32)
-    assert heading(browser) == "Sign in"
+    expect_heading(browser, "Sign in")
     assert "do not sign in" in browser.find_element(By.CSS_SELECTOR, "[role=alert]").text
     assert "chat-app" not in browser.page_source
     browser.get(server.base_url + "/console/services")
@@ -115,9 +130,10 @@ def test_finding_a_user_shows_a_device_that_moved_to_another_user(browser, serve
     registry["register"](carol, "carol-phone", address)
     registry["register"](dave, "dave-phone", address)
     sign_in(browser, server)
-    assert heading(browser) == "Services"
+    expect_heading(browser, "Services")
     shoot("services")
     browser.find_element(By.LINK_TEXT, "chat-app").click()
+    expect_heading(browser, "chat-app")
     assert carol in browser.find_element(By.TAG_NAME, "table").text, "the service's users"
     shoot("service")
     browser.find_element(By.LINK_TEXT, "Services").click()
@@ -131,7 +147,7 @@ def test_finding_a_user_shows_a_device_that_moved_to_another_user(browser, serve
     # An identity that never was: said so, with the form to try again.
     browser.find_element(By.LINK_TEXT, "chat-app").click()
     browser.find_element(By.ID, "identity").send_keys("nobody-" + carol, Keys.ENTER)
-    assert heading(browser) == "No such user"
+    expect_heading(browser, "No such user")
     assert browser.find_element(By.ID, "identity").get_attribute("value") == "nobody-" + carol
     shoot("no-such-user")
 
@@ -165,7 +181,7 @@ def test_a_device_the_provider_rejects_is_removed_and_its_history_says_why(brows
 
     browser.find_element(By.LINK_TEXT, "chat-app").click()
     browser.find_element(By.PARTIAL_LINK_TEXT, "Recent failed deliveries").click()
-    assert heading(browser) == "Failures"
+    expect_heading(browser, "Failures")
     rejected = browser.find_element(By.TAG_NAME, "main").text
     assert "alice · alice-ipad" in rejected, rejected
     assert "BadDeviceToken" in rejected
@@ -189,7 +205,7 @@ def test_a_push_that_fails_keeps_the_device_and_is_listed_among_the_failures(bro
     failed = browser.find_element(By.XPATH, f"//tr[td[contains(., '{grace}')]]").text
     assert "grace-tablet" in failed and "DeviceTokenNotForTopic" in failed and "HTTP 400" in failed, failed
     browser.find_element(By.LINK_TEXT, grace).click()
-    assert heading(browser) == grace
+    expect_heading(browser, grace)
 
     # Apple blamed the credential (its topic): the credentials page says so.
     browser.find_element(By.LINK_TEXT, "Credentials").click()
@@ -200,7 +216,7 @@ def test_a_push_that_fails_keeps_the_device_and_is_listed_among_the_failures(bro
 def test_credentials_show_their_kind_topic_expiry_and_health(browser, server, registry, standin, shoot):
     sign_in(browser, server)
     browser.find_element(By.LINK_TEXT, "Credentials").click()
-    assert heading(browser) == "Credentials"
+    expect_heading(browser, "Credentials")
     row = browser.find_element(By.XPATH, "//tr[td[contains(., 'ios-app')]]").text
     assert "Apple (APNs) token key (.p8)" in row, row
     assert standin.described["topic"] in row
@@ -228,13 +244,13 @@ def test_sign_out_ends_the_session_even_for_a_copy_of_its_cookie(browser, server
 def test_another_accounts_console_shows_none_of_this_ones(browser, server, registry):
     other = server.cli("accounts", "create")
     sign_in(browser, server, other["account_sid"], other["auth_token"])
-    assert heading(browser) == "Services"
+    expect_heading(browser, "Services")
     assert "no services" in browser.find_element(By.TAG_NAME, "main").text
     service = registry["service"]["sid"]
     for path in [f"/console/services/{service}", f"/console/services/{service}/users/alice",
                  f"/console/services/{service}/failures"]:
         browser.get(server.base_url + path)
-        assert heading(browser) == "Not found", path
+        expect_heading(browser, "Not found", str(path))
         for secret in ("chat-app", "alice-iphone", registry["phone"]["sid"]):
             assert secret not in browser.page_source, (path, secret)
     browser.get(server.base_url + "/console/credentials")
@@ -289,16 +305,16 @@ def test_forms_posted_from_another_origin_are_refused(browser, server, registry,
     binding = registry["register"](erin, "erin-phone", token(erin))["sid"]
     test_push = f"/console/services/{service}/users/{erin}/bindings/{binding}/test-push"
     sign_in(browser, server)
-    assert heading(browser) == "Services"
+    expect_heading(browser, "Services")
 
     browser.get(other_origin + test_push)
     browser.find_element(By.ID, "push-it").click()
-    assert heading(browser) == "Refused"
+    expect_heading(browser, "Refused")
     browser.get(other_origin + test_push)
     browser.find_element(By.ID, "sign-out").click()
-    assert heading(browser) == "Refused"
+    expect_heading(browser, "Refused")
 
     # Still signed in, and nothing was pushed.
     browser.get(f"{server.base_url}/console/services/{service}/users/{erin}")
-    assert heading(browser) == erin
+    expect_heading(browser, erin)
     assert "none yet" in device_card(browser, "erin-phone").text
