@@ -997,7 +997,7 @@ fn export_and_import_move_a_registry_between_sqlite_and_postgresql_byte_for_byte
     let again = db.bindery(&["import", "--from", file]);
     assert!(!again.status.success(), "an existing log is refused");
     assert!(
-        String::from_utf8_lossy(&again.stderr).contains("already holds a log"),
+        String::from_utf8_lossy(&again.stderr).contains("the database already holds a log"),
         "{}",
         String::from_utf8_lossy(&again.stderr)
     );
@@ -1162,8 +1162,14 @@ fn settings_that_cannot_reach_postgresql_refuse_to_start_and_say_why() {
         assert!(
             refused
                 .stderr
-                .contains("invalid setting storage.postgres.url"),
+                .contains("invalid setting storage.postgres.url: not a connection string"),
             "{bad}: {}",
+            refused.stderr
+        );
+        assert_eq!(
+            refused.stderr.matches("storage.postgres.url").count(),
+            1,
+            "the setting is named once: {}",
             refused.stderr
         );
         // The commands read the same settings and refuse the same way.

@@ -302,8 +302,12 @@ pub fn import(
 ) -> Result<ImportReport, StoreError> {
     let existing = log::last_position(tx)?;
     if existing != 0 {
+        let place = match tx.engine() {
+            Engine::Sqlite => "the data dir",
+            Engine::Postgres => "the database",
+        };
         return Err(StoreError::Refused(format!(
-            "the data dir already holds a log (up to position {existing}); import needs an empty one"
+            "{place} already holds a log (up to position {existing}); import needs an empty one"
         )));
     }
     let mut versions: HashMap<String, i64> = HashMap::new();

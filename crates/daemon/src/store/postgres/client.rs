@@ -71,11 +71,9 @@ impl Target {
     /// Reads a libpq connection string or `postgres://` URI (several hosts, with
     /// `target_session_attrs=read-write`, follow a failover).
     pub fn parse(url: &str, timeout: Duration) -> Result<Target, StoreError> {
-        let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
-            StoreError::Refused(format!(
-                "storage.postgres.url is not a connection string: {e}"
-            ))
-        })?;
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::Refused(format!("not a connection string: {e}")))?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(timeout);
         }
