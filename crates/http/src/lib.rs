@@ -297,6 +297,16 @@ async fn not_found(
     }
 }
 
+/// How long an idle keep-alive connection stays open. Longer than the idle timeout of the
+/// load balancers in front of a node (60 s is common), so that the balancer, not Bindery,
+/// closes an idle connection: a server that closes first races the balancer's next request
+/// on it, which then fails with a reset. Also longer than an HTTP worker may be held by
+/// reads that wait for an unreachable PostgreSQL (`storage.busy_timeout` each): actix's
+/// default of 5 s could expire while a worker was held, and close a connection with a
+/// request already in it unread (a reset, not a 503): the likeliest cause of the one reset a
+/// failover test saw.
+const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(75);
+
 /// Starts serving the API on `listener`, and the operators' routes on `operations` when
 /// given (else on `listener` too); `mount` adds routes outside the API beside it (the
 /// console), which share its sign-in throttle. The returned servers run until stopped.
@@ -340,6 +350,7 @@ where
     // The binary owns signal handling, so that it is in place before it says it listens.
     let mut servers = vec![api
         .workers(settings.workers)
+        .keep_alive(KEEP_ALIVE)
         .disable_signals()
         .shutdown_timeout(10)
         .listen(listener)?
