@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use bindery_daemon::notifications::NotifyRequest;
-use bindery_daemon::queries::{Cursor, EventFilter, PageRequest, ReadView};
+use bindery_daemon::queries::{Cursor, EventFilter, Page, PageRequest, ReadView};
 use bindery_daemon::records::{DeliveryRecord, DeliveryStatus};
 use bindery_daemon::{Daemon, StoreError};
 use bindery_domain::notify::{Priority, Variables};
@@ -87,6 +87,36 @@ fn find_service(signed: &SignedIn, text: &str) -> Result<Service, ConsoleError> 
 #[derive(Deserialize)]
 pub struct After {
     after: Option<String>,
+}
+
+/// How a binding was first registered (its log's first event), found even after it is gone.
+fn first_registration(
+    view: &ReadView,
+    account: &AccountSid,
+    service: ServiceSid,
+    stream: &str,
+) -> Result<Option<RecordedEvent>, StoreError> {
+    let Ok(binding) = BindingSid::parse(stream) else {
+        return Ok(None);
+    };
+    let first = view.events(
+        account,
+        &EventFilter::Binding(service, binding),
+        &PageRequest {
+            cursor: Cursor::Start,
+            size: 1,
+        },
+    )?;
+    Ok(first
+        .items
+        .into_iter()
+        .next()
+        .filter(|e| matches!(e.event, Event::BindingRegistered { .. })))
+}
+
+/// The cursor of the page after `page`, when one follows: its last item's key.
+fn next_after<T>(page: &Page<T>, key: impl Fn(&T) -> String) -> Option<String> {
+    page.more.then(|| page.items.last().map(key)).flatten()
 }
 
 // ---- Signing in and out ----
@@ -216,10 +246,7 @@ pub async fn services(signed: SignedIn, query: web::Query<After>) -> Answer {
     let request = page_request(&query.after);
     let found = signed.read(|view| view.services(&account, &request))?;
     let now = signed.now();
-    let next = found
-        .more
-        .then(|| found.items.last().map(|s| s.sid.to_string()))
-        .flatten();
+    let next = next_after(&found, |s| s.sid.to_string());
     let body = html! {
         h1 { "Services" }
         @if found.items.is_empty() {
@@ -267,10 +294,7 @@ pub async fn service(
     let users = signed.read(|view| view.users(&account, &service.sid, &request))?;
     let now = signed.now();
     let base = format!("/console/services/{}", service.sid);
-    let next = users
-        .more
-        .then(|| users.items.last().map(|u| u.sid.to_string()))
-        .flatten();
+    let next = next_after(&users, |u| u.sid.to_string());
     let enabled: Vec<&str> = MessageType::ALL
         .into_iter()
         .filter(|t| service.settings.notifications.enabled(*t))
@@ -528,27 +552,16 @@ fn read_user_page(
             .map(|e| e.stream.clone())
             .collect();
         for stream in unknown {
-            let Ok(binding) = BindingSid::parse(&stream) else {
-                continue;
-            };
-            let first = view.events(
-                &account,
-                &EventFilter::Binding(service_sid, binding),
-                &PageRequest {
-                    cursor: Cursor::Start,
-                    size: 1,
-                },
-            )?;
             if let Some(Event::BindingRegistered {
                 binding_type,
                 endpoint,
                 ..
-            }) = first.items.first().map(|e| &e.event)
+            }) = first_registration(view, &account, service_sid, &stream)?.map(|e| e.event)
             {
                 facts.insert(
                     stream,
                     BindingFacts {
-                        binding_type: Some(*binding_type),
+                        binding_type: Some(binding_type),
                         endpoint: Some(endpoint.as_str().to_owned()),
                     },
                 );
@@ -736,13 +749,25 @@ pub async fn test_push(
     session::from_this_origin(&request, &signed.settings)?;
     signed.check_form_token(&form.csrf)?;
     let (service, user, binding) = path.into_inner();
-    let page = read_user_page(&signed, &service, &user, None)?;
-    let device = BindingSid::parse(&binding)
-        .ok()
-        .and_then(|sid| page.devices.iter().find(|d| d.binding.sid == sid))
-        .ok_or_else(|| ConsoleError::NotFound("This user has no such device (any more).".into()))?;
-    let binding = device.binding.clone();
-    let notifications = &page.service.settings.notifications;
+    let service_row = find_service(&signed, &service)?;
+    let account = signed.session.account;
+    let no_device = || ConsoleError::NotFound("This user has no such device (any more).".into());
+    let (reference, sid) = match (UserRef::parse(&user), BindingSid::parse(&binding)) {
+        (Ok(reference), Ok(sid)) => (reference, sid),
+        _ => return Err(no_device()),
+    };
+    // The user's device as it is now: only what the push needs, read once.
+    let binding = signed
+        .read(|view| {
+            let Some(user) = view.user(&account, &service_row.sid, &reference)? else {
+                return Ok(None);
+            };
+            Ok(view
+                .binding(&account, &service_row.sid, &sid)?
+                .filter(|b| b.user_sid == user.sid))
+        })?
+        .ok_or_else(no_device)?;
+    let notifications = &service_row.settings.notifications;
     let message_type = MessageType::ALL
         .into_iter()
         .find(|t| binding.message_types.contains(*t) && notifications.enabled(*t));
@@ -762,7 +787,7 @@ pub async fn test_push(
             let notify = NotifyRequest {
                 sid: signed.daemon.new_notification_sid(),
                 account: signed.session.account,
-                service: page.service.sid,
+                service: service_row.sid,
                 identities: vec![binding.identity.clone()],
                 only_binding: Some(binding.sid),
                 message_type,
@@ -819,10 +844,7 @@ pub async fn credentials(signed: SignedIn, query: web::Query<After>) -> Answer {
     let request = page_request(&query.after);
     let found = signed.read(|view| view.credentials(&account, &request))?;
     let now = signed.now();
-    let next = found
-        .more
-        .then(|| found.items.last().map(|c| c.sid.to_string()))
-        .flatten();
+    let next = next_after(&found, |c| c.sid.to_string());
     let body = html! {
         h1 { "Credentials" }
         @if found.items.is_empty() {
@@ -898,18 +920,8 @@ pub async fn failures(
         let rejected = view.rejected_bindings(&account, &service.sid, None, 20)?;
         let mut removed = Vec::new();
         for event in rejected.items {
-            let Ok(sid) = BindingSid::parse(&event.stream) else {
-                continue;
-            };
-            let first = view.events(
-                &account,
-                &EventFilter::Binding(service.sid, sid),
-                &PageRequest {
-                    cursor: Cursor::Start,
-                    size: 1,
-                },
-            )?;
-            let registered = first.items.into_iter().next().and_then(|e| match e.event {
+            let first = first_registration(view, &account, service.sid, &event.stream)?;
+            let registered = first.and_then(|e| match e.event {
                 Event::BindingRegistered {
                     user_sid,
                     identity,

@@ -111,10 +111,7 @@ fn own_origin(request: &HttpRequest, settings: &ConsoleSettings) -> String {
             let scheme = url.split_once("://").map_or("http", |(scheme, _)| scheme);
             format!("{scheme}://{host}").to_ascii_lowercase()
         }
-        None => {
-            let info = request.connection_info();
-            format!("{}://{}", info.scheme(), info.host()).to_ascii_lowercase()
-        }
+        None => bindery_http::paging::origin(request, None).to_ascii_lowercase(),
     }
 }
 

@@ -1222,12 +1222,8 @@ fn play(worlds: &mut Worlds, run: &Run, reader: &dyn Db) -> Result<(), TestCaseE
     let differences = store::verify_at(&worlds.database.location, &StoreOptions::default())?;
     prop_assert!(
         differences.is_empty(),
-        "the projections differ from a replay of the log:\n{}",
-        differences
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("\n")
+        "{}",
+        engines::unverified(&differences)
     );
 
     let (before, schema_before) = (snapshot(reader)?, schema_of(reader)?);

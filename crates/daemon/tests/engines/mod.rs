@@ -159,15 +159,7 @@ impl Database {
     #[track_caller]
     pub fn assert_verifies(&self) {
         let differences = self.verify();
-        assert!(
-            differences.is_empty(),
-            "the projections differ from a replay of the log:\n{}",
-            differences
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
+        assert!(differences.is_empty(), "{}", unverified(&differences));
     }
 
     /// The log as `bindery export` writes it.
@@ -219,3 +211,12 @@ macro_rules! on_both_engines {
     };
 }
 pub(crate) use on_both_engines;
+
+/// What a failed verify says: each difference on a line of its own.
+pub fn unverified(differences: &[Difference]) -> String {
+    let lines: Vec<String> = differences.iter().map(ToString::to_string).collect();
+    format!(
+        "the projections differ from a replay of the log:\n{}",
+        lines.join("\n")
+    )
+}
